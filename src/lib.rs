@@ -1,0 +1,27 @@
+//! werk: a Faktory-compatible background-job server.
+//!
+//! One process, one event-loop thread that owns every socket and all job state.
+//!
+//! Modules, in the direction of dependency (a module uses only those below it):
+//! - [`net`]: the `mio` poll loop; accepts, reads, writes, handshakes, and drives [`core`].
+//! - [`command`]: request lines ([`command::line`]) to typed [`command::Command`]s.
+//! - [`core`]: the job state machine, pure and synchronous, with its [`timer`] wheel.
+//! - [`resp`], [`timestamp`], [`clock`], [`auth`]: leaves.
+//! - [`config`]: command-line flags and environment to a validated [`config::Config`].
+//!
+//! Data flow: socket bytes → read buffer → [`command::line::LineReader`] (a borrowed line) →
+//! [`command::Command::parse`] → [`core::Core::apply`] → [`resp::Reply`] → write buffer → socket.
+//! Replies to parked FETCHes, and connections the core wants closed, come back through
+//! [`core::Effects`]. See docs/ARCHITECTURE.md.
+
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod auth;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod core;
+pub mod net;
+pub mod resp;
+pub mod timer;
+pub mod timestamp;

@@ -1,0 +1,138 @@
+//! One client connection: its socket, buffers and handshake phase.
+//!
+//! Lifecycle (PROTOCOL.md §2.8):
+//! ```text
+//! accepted ──HI──> Hello ──valid HELLO──> Ready ⇄ Parked (a FETCH waiting for a job)
+//!                    │                      │
+//!                    └─bad line/timeout/    └─END / EOF / error / worker expired ──> closed
+//!                      bad password──> closed
+//! ```
+//! The read buffer holds at most one partial line plus one read chunk beyond the lines being
+//! processed; the write buffer is bounded by the server, which stops reading from a connection
+//! whose pending output is over `write_buffer_max` until the client drains it.
+
+use crate::auth::Challenge;
+use crate::command::line::LineReader;
+use crate::core::ConnId;
+use crate::timer::TimerId;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+
+/// Bytes asked of the socket per read call.
+pub(super) const READ_CHUNK: usize = 64 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Waiting for HELLO; `challenge` is set when a password is required.
+    Hello {
+        challenge: Option<Challenge>,
+        deadline: TimerId,
+    },
+    /// Identified; commands are processed.
+    Ready,
+    /// A FETCH is waiting; later lines stay buffered until its reply is written.
+    Parked,
+}
+
+/// Why and how a connection ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Closing {
+    /// Write what is pending, then close.
+    AfterFlush,
+}
+
+/// Result of one read call.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ReadOutcome {
+    /// Bytes were appended to the read buffer.
+    Data,
+    /// Nothing more to read now.
+    WouldBlock,
+    /// The peer closed its side.
+    Eof,
+}
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub stream: TcpStream,
+    pub id: ConnId,
+    pub phase: Phase,
+    pub rbuf: Vec<u8>,
+    pub reader: LineReader,
+    pub wbuf: Vec<u8>,
+    pub wpos: usize,
+    /// The socket may hold unread bytes (edge-triggered: set by a readable event, cleared by
+    /// `WouldBlock`).
+    pub maybe_readable: bool,
+    pub eof: bool,
+    pub closing: Option<Closing>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, id: ConnId, phase: Phase, line_bytes_max: usize) -> Conn {
+        Conn {
+            stream,
+            id,
+            phase,
+            rbuf: Vec::new(),
+            reader: LineReader::new(line_bytes_max),
+            wbuf: Vec::new(),
+            wpos: 0,
+            maybe_readable: true,
+            eof: false,
+            closing: None,
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending_out(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Reads once into the read buffer.
+    pub fn read_some(&mut self) -> io::Result<ReadOutcome> {
+        let len = self.rbuf.len();
+        self.rbuf.resize(len + READ_CHUNK, 0);
+        let result = loop {
+            match self.stream.read(&mut self.rbuf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(0) => {
+                self.rbuf.truncate(len);
+                Ok(ReadOutcome::Eof)
+            }
+            Ok(n) => {
+                self.rbuf.truncate(len + n);
+                Ok(ReadOutcome::Data)
+            }
+            Err(e) => {
+                self.rbuf.truncate(len);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(ReadOutcome::WouldBlock)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Writes pending output until it is all written or the socket is full.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+}

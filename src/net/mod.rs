@@ -1,0 +1,511 @@
+//! The event loop: one thread, one `mio::Poll`, owning every socket and the [`Core`].
+//!
+//! One turn of [`Server::run`]:
+//! 1. poll, with the timeout set by the earliest timer (core's and the loop's own handshake
+//!    deadlines); read the clock once;
+//! 2. accept new connections; for each ready connection read to `WouldBlock`, split lines,
+//!    parse, apply to the core, and stage replies in its write buffer;
+//! 3. fire due timers (FETCH timeouts, reservations, heartbeats, scheduled jobs) — after the
+//!    reads, so a job pushed in this turn reaches a parked fetcher before its timeout fires;
+//! 4. carry out the core's effects: replies to parked fetchers, closes;
+//! 5. write, then remove connections marked closed.
+//!
+//! Edge-triggered discipline: every socket is registered once for read and write readiness;
+//! reads continue until `WouldBlock` unless the connection's pending output is over its bound
+//! (backpressure), in which case `maybe_readable` remembers that the socket still has data.
+
+mod conn;
+
+use crate::auth::Challenge;
+use crate::clock::{Clock, Now, SystemClock};
+use crate::command::{line::Status, parse_hello, Command};
+use crate::config::Config;
+use crate::core::{ConnId, Core, Response, WorkerState};
+use crate::resp::Reply;
+use crate::timer::TimerWheel;
+use conn::{Closing, Conn, Phase, ReadOutcome};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// How long to wait before accepting again after an accept error such as EMFILE.
+const ACCEPT_RETRY_MS: u64 = 100;
+/// How often INFO's memory figure is refreshed.
+const MEMORY_REFRESH_MS: u64 = 1000;
+
+/// Requests from other threads (tests, signal handling, later the Web UI's helpers).
+#[derive(Debug)]
+enum Control {
+    Signal(String, WorkerState),
+    Shutdown,
+}
+
+/// A handle that other threads use to reach the loop: a channel plus a `mio::Waker`.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    tx: Sender<Control>,
+    waker: Arc<Waker>,
+}
+
+impl Controller {
+    /// Moves worker `wid` (or every worker, for `all`) to `state`; the worker learns of it in
+    /// its next BEAT reply.
+    pub fn signal_worker(&self, wid: &str, state: WorkerState) {
+        self.send(Control::Signal(wid.to_owned(), state));
+    }
+
+    /// Asks the loop to stop: it closes every connection and `run` returns.
+    pub fn shutdown(&self) {
+        self.send(Control::Shutdown);
+    }
+
+    fn send(&self, c: Control) {
+        if self.tx.send(c).is_ok() {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake the event loop: {e}");
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum NetTimer {
+    HelloDeadline(ConnId),
+    AcceptRetry,
+}
+
+/// The server: listener, connections, core, timers.
+#[derive(Debug)]
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    conns: Vec<Option<Conn>>,
+    generations: Vec<u32>,
+    free: Vec<usize>,
+    core: Core,
+    timers: TimerWheel<NetTimer>,
+    clock: SystemClock,
+    config: Config,
+    control_rx: Receiver<Control>,
+    control_tx: Sender<Control>,
+    waker: Arc<Waker>,
+    accept_paused: bool,
+    memory_read_ms: Option<u64>,
+    stopping: bool,
+}
+
+impl Server {
+    /// Binds the protocol listener and builds the core.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.bind)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let clock = SystemClock::new();
+        let now = clock.now();
+        let seed = now.wall.0 as u64 ^ u64::from(std::process::id());
+        let core = Core::new(config.core.clone(), now, seed);
+        let (control_tx, control_rx) = channel();
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            conns: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            core,
+            timers: TimerWheel::new(now.mono_ms),
+            clock,
+            config,
+            control_rx,
+            control_tx,
+            waker,
+            accept_paused: false,
+            memory_read_ms: None,
+            stopping: false,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for other threads.
+    pub fn controller(&self) -> Controller {
+        Controller {
+            tx: self.control_tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Runs the loop until [`Controller::shutdown`].
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !self.stopping {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = self.clock.now();
+            self.refresh_memory(now);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.control(),
+                    Token(idx) => {
+                        if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                            c.maybe_readable |= event.is_readable() || event.is_read_closed();
+                            self.drive(idx, now);
+                        }
+                    }
+                }
+            }
+            self.fire_timers(now);
+            self.carry_out_effects(now);
+        }
+        self.close_all();
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        let next = match (self.core.next_wakeup_ms(), self.timers.next_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let now = self.clock.now().mono_ms;
+        next.map(|t| Duration::from_millis(t.saturating_sub(now)))
+    }
+
+    fn refresh_memory(&mut self, now: Now) {
+        if self
+            .memory_read_ms
+            .is_some_and(|t| now.mono_ms < t + MEMORY_REFRESH_MS)
+        {
+            return;
+        }
+        self.memory_read_ms = Some(now.mono_ms);
+        self.core.set_used_memory_mb(resident_mb());
+    }
+
+    fn control(&mut self) {
+        while let Ok(c) = self.control_rx.try_recv() {
+            match c {
+                Control::Signal(wid, state) => {
+                    let n = self.core.signal_worker(&wid, state);
+                    log::info!("signalled {} to {n} worker(s) matching {wid:?}", state.as_str());
+                }
+                Control::Shutdown => {
+                    log::info!("shutting down");
+                    self.stopping = true;
+                }
+            }
+        }
+    }
+
+    // ----- accept ----------------------------------------------------------------------------
+
+    fn accept(&mut self, now: Now) {
+        if self.accept_paused {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _peer)) => self.open(stream, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: retry later instead of spinning on a full table.
+                    log::warn!("accept failed: {e}; retrying in {ACCEPT_RETRY_MS} ms");
+                    self.accept_paused = true;
+                    self.timers
+                        .insert(now.mono_ms + ACCEPT_RETRY_MS, NetTimer::AcceptRetry);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, mut stream: TcpStream, now: Now) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.generations.push(0);
+            self.conns.len() - 1
+        });
+        self.generations[idx] = self.generations[idx].wrapping_add(1);
+        let id = ConnId((u64::from(self.generations[idx]) << 32) | idx as u64);
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("set_nodelay: {e}");
+        }
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register a new connection: {e}");
+            self.free.push(idx);
+            return;
+        }
+        let challenge = self.config.password.as_ref().map(|_| Challenge::random());
+        let hi = match &challenge {
+            Some(c) => c.hi_json(),
+            None => r#"{"v":2}"#.to_owned(),
+        };
+        let deadline = self.timers.insert(
+            now.mono_ms + self.config.hello_timeout_ms,
+            NetTimer::HelloDeadline(id),
+        );
+        let mut conn = Conn::new(
+            stream,
+            id,
+            Phase::Hello {
+                challenge,
+                deadline,
+            },
+            self.config.line_bytes_max,
+        );
+        Reply::Simple(format!("HI {hi}")).encode(&mut conn.wbuf);
+        self.conns[idx] = Some(conn);
+        self.drive(idx, now);
+    }
+
+    fn index_of(&self, id: ConnId) -> Option<usize> {
+        let idx = (id.0 & 0xffff_ffff) as usize;
+        self.conns
+            .get(idx)
+            .and_then(Option::as_ref)
+            .filter(|c| c.id == id)
+            .map(|_| idx)
+    }
+
+    // ----- per-connection work ---------------------------------------------------------------
+
+    /// Processes buffered lines, reads more while allowed, writes, and closes if asked.
+    fn drive(&mut self, idx: usize, now: Now) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        loop {
+            self.process_lines(&mut conn, now);
+            let blocked = conn.closing.is_some()
+                || matches!(conn.phase, Phase::Parked)
+                || conn.pending_out() >= self.config.write_buffer_max;
+            if blocked || !conn.maybe_readable || conn.eof {
+                break;
+            }
+            match conn.read_some() {
+                Ok(ReadOutcome::Data) => {}
+                Ok(ReadOutcome::WouldBlock) => conn.maybe_readable = false,
+                Ok(ReadOutcome::Eof) => conn.eof = true,
+                Err(e) => {
+                    log::debug!("read error on {:?}: {e}", conn.id);
+                    conn.closing = Some(Closing::AfterFlush);
+                }
+            }
+        }
+        if let Err(e) = conn.flush() {
+            log::debug!("write error on {:?}: {e}", conn.id);
+            conn.wbuf.clear();
+            conn.wpos = 0;
+            conn.closing = Some(Closing::AfterFlush);
+        }
+        // At EOF, lines already received are answered first (a client may half-close after
+        // END or after its last command); a partial last line is dropped.
+        let done_at_eof = conn.eof && !matches!(conn.phase, Phase::Parked);
+        if conn.closing.is_some() || done_at_eof {
+            self.close(conn);
+        } else {
+            self.conns[idx] = Some(conn);
+        }
+    }
+
+    fn process_lines(&mut self, conn: &mut Conn, now: Now) {
+        let rbuf = std::mem::take(&mut conn.rbuf);
+        let mut pos = 0;
+        loop {
+            if conn.closing.is_some()
+                || matches!(conn.phase, Phase::Parked)
+                || conn.pending_out() >= self.config.write_buffer_max
+            {
+                break;
+            }
+            let rest = rbuf.get(pos..).unwrap_or_default();
+            match conn.reader.next_line(rest) {
+                Ok(Status::Partial) => break,
+                Ok(Status::Complete((line, used))) => {
+                    pos += used;
+                    self.handle_line(conn, line, now);
+                }
+                Err(too_long) => {
+                    log::warn!("{:?}: {too_long}; closing", conn.id);
+                    Reply::err(too_long).encode(&mut conn.wbuf);
+                    conn.closing = Some(Closing::AfterFlush);
+                    pos = rbuf.len();
+                }
+            }
+        }
+        conn.rbuf = rbuf;
+        conn.rbuf.drain(..pos.min(conn.rbuf.len()));
+    }
+
+    fn handle_line(&mut self, conn: &mut Conn, line: &[u8], now: Now) {
+        if matches!(conn.phase, Phase::Hello { .. }) {
+            return self.handshake(conn, line, now);
+        }
+        if self.stopping {
+            Reply::err("shutdown in progress").encode(&mut conn.wbuf);
+            conn.closing = Some(Closing::AfterFlush);
+            return;
+        }
+        match Command::parse(line) {
+            Err(e) => {
+                if e.known_verb() {
+                    self.core.count_command();
+                }
+                log::debug!("{:?}: refused: {e}", conn.id);
+                Reply::err(e).encode(&mut conn.wbuf);
+            }
+            Ok(cmd) => match self.core.apply(conn.id, cmd, now) {
+                Response::Reply(r) => r.encode(&mut conn.wbuf),
+                Response::Parked => conn.phase = Phase::Parked,
+                Response::Close => conn.closing = Some(Closing::AfterFlush),
+            },
+        }
+    }
+
+    fn handshake(&mut self, conn: &mut Conn, line: &[u8], now: Now) {
+        let Phase::Hello {
+            challenge,
+            deadline,
+        } = &conn.phase
+        else {
+            return;
+        };
+        let Some(hello) = parse_hello(line) else {
+            // Not a HELLO (a probe, TLS bytes, a stray command): close without a word.
+            log::debug!("{:?}: first line is not a valid HELLO; closing", conn.id);
+            conn.closing = Some(Closing::AfterFlush);
+            return;
+        };
+        if let (Some(password), Some(challenge)) = (&self.config.password, challenge) {
+            if !challenge.verify(password, hello.v, hello.pwdhash.as_deref()) {
+                log::warn!("{:?}: invalid password", conn.id);
+                Reply::err("Invalid password").encode(&mut conn.wbuf);
+                conn.closing = Some(Closing::AfterFlush);
+                return;
+            }
+        }
+        self.timers.cancel(*deadline);
+        conn.phase = Phase::Ready;
+        self.core.hello(conn.id, &hello, now);
+        Reply::Ok.encode(&mut conn.wbuf);
+        let count = self.core.connections();
+        if count > self.config.connections_max {
+            log::warn!("too many connections: {count}");
+            Reply::err(format_args!("too many connections: {count}")).encode(&mut conn.wbuf);
+            conn.closing = Some(Closing::AfterFlush);
+        }
+    }
+
+    fn close(&mut self, mut conn: Conn) {
+        let _ = conn.flush();
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            log::debug!("deregister: {e}");
+        }
+        match conn.phase {
+            Phase::Hello { deadline, .. } => {
+                self.timers.cancel(deadline);
+            }
+            Phase::Ready | Phase::Parked => self.core.disconnect(conn.id),
+        }
+        let idx = (conn.id.0 & 0xffff_ffff) as usize;
+        if let Some(slot) = self.conns.get_mut(idx) {
+            *slot = None;
+            self.free.push(idx);
+        }
+    }
+
+    fn close_all(&mut self) {
+        for idx in 0..self.conns.len() {
+            if let Some(conn) = self.conns[idx].take() {
+                self.close(conn);
+            }
+        }
+    }
+
+    // ----- timers and effects ------------------------------------------------------------------
+
+    fn fire_timers(&mut self, now: Now) {
+        self.core.tick(now);
+        let mut fired = Vec::new();
+        self.timers.advance(now.mono_ms, &mut fired);
+        for t in fired {
+            match t {
+                NetTimer::HelloDeadline(id) => {
+                    if let Some(idx) = self.index_of(id) {
+                        if let Some(conn) = self.conns[idx].take() {
+                            log::debug!("{id:?}: no HELLO in time; closing");
+                            self.close(conn);
+                        }
+                    }
+                }
+                NetTimer::AcceptRetry => {
+                    self.accept_paused = false;
+                    self.accept(now);
+                }
+            }
+        }
+    }
+
+    /// Delivers replies to parked fetchers and closes what the core asked to close. Driving a
+    /// woken connection may apply its buffered commands and cause more effects, so this loops
+    /// until none are left.
+    fn carry_out_effects(&mut self, now: Now) {
+        loop {
+            let effects = self.core.effects();
+            // Records are journalled by the durability layer; this in-memory server drops them.
+            effects.records.clear();
+            let wakes = std::mem::take(&mut effects.wakes);
+            let closes = std::mem::take(&mut effects.closes);
+            if wakes.is_empty() && closes.is_empty() {
+                return;
+            }
+            for (id, reply) in wakes {
+                let Some(idx) = self.index_of(id) else { continue };
+                if let Some(conn) = self.conns[idx].as_mut() {
+                    reply.encode(&mut conn.wbuf);
+                    conn.phase = Phase::Ready;
+                }
+                self.drive(idx, now);
+            }
+            for id in closes {
+                if let Some(idx) = self.index_of(id) {
+                    if let Some(conn) = self.conns[idx].take() {
+                        self.close(conn);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resident memory in MB, from /proc/self/statm (0 where that file does not exist).
+fn resident_mb() -> u64 {
+    const PAGE_BYTES: u64 = 4096;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * PAGE_BYTES / (1 << 20))
+}
