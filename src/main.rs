@@ -1,6 +1,8 @@
 //! The `werk` binary: parse flags, start logging, bind, run.
 
+use std::io::Write;
 use std::process::ExitCode;
+use werk::clock::{Clock, SystemClock};
 use werk::config::{Action, Config, HELP};
 use werk::net::Server;
 
@@ -24,11 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::new()
-        .filter_level(config.log_level)
-        .parse_env("WERK_LOG")
-        .format_timestamp_millis()
-        .init();
+    init_logging(config.log_level);
     let server = match Server::bind((*config).clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -50,4 +48,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line per event, as Faktory writes them: level letter, UTC time, message.
+fn init_logging(level: log::LevelFilter) {
+    let clock = SystemClock::new();
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("WERK_LOG")
+        .format(move |buf, record| {
+            let letter = match record.level() {
+                log::Level::Error => 'E',
+                log::Level::Warn => 'W',
+                log::Level::Info => 'I',
+                log::Level::Debug => 'D',
+                log::Level::Trace => 'T',
+            };
+            writeln!(buf, "{letter} {} {}", clock.now().wall.to_rfc3339(), record.args())
+        })
+        .init();
 }
