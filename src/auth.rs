@@ -121,7 +121,10 @@ mod tests {
         for c in [a, b] {
             assert!((4000..=8095).contains(&c.iterations));
             assert!((1..=16).contains(&c.salt.len()));
-            assert!(c.salt.bytes().all(|x| x.is_ascii_hexdigit() && !x.is_ascii_uppercase()));
+            assert!(c
+                .salt
+                .bytes()
+                .all(|x| x.is_ascii_hexdigit() && !x.is_ascii_uppercase()));
             assert!(!c.salt.starts_with('0') || c.salt == "0");
             let hi: serde_json::Value = serde_json::from_str(&c.hi_json()).unwrap();
             assert_eq!(hi["v"], 2);

@@ -21,7 +21,11 @@ impl Now {
     /// This reading moved forward by `ms` milliseconds on both clocks.
     pub fn plus_ms(self, ms: u64) -> Now {
         Now {
-            wall: Timestamp(self.wall.0.saturating_add((ms as i64).saturating_mul(1_000_000))),
+            wall: Timestamp(
+                self.wall
+                    .0
+                    .saturating_add((ms as i64).saturating_mul(1_000_000)),
+            ),
             mono_ms: self.mono_ms.saturating_add(ms),
         }
     }

@@ -146,7 +146,9 @@ impl Config {
         while let Some(arg) = args.next() {
             let flag = arg.trim_start_matches('-');
             if flag.len() == arg.len() {
-                return Err(ConfigError(format!("unexpected argument {arg:?}; see --help")));
+                return Err(ConfigError(format!(
+                    "unexpected argument {arg:?}; see --help"
+                )));
             }
             let (name, inline) = match flag.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_owned())),
@@ -235,7 +237,9 @@ fn parse_num(s: &str, name: &str, min: usize) -> Result<usize, ConfigError> {
     }
 }
 
-fn password_from_env<F: Fn(&str) -> Option<String>>(env: &F) -> Result<Option<String>, ConfigError> {
+fn password_from_env<F: Fn(&str) -> Option<String>>(
+    env: &F,
+) -> Result<Option<String>, ConfigError> {
     let Some(value) = env("FAKTORY_PASSWORD").filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -253,8 +257,10 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Action, ConfigError> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_args(args.iter().map(|s| s.to_string()), |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
@@ -281,7 +287,17 @@ mod tests {
     #[test]
     fn flags() {
         let c = run(
-            &["-b", "127.0.0.1:0", "--l=debug", "-d", "/tmp/x", "-w", ":0", "--line-bytes-max", "1024"],
+            &[
+                "-b",
+                "127.0.0.1:0",
+                "--l=debug",
+                "-d",
+                "/tmp/x",
+                "-w",
+                ":0",
+                "--line-bytes-max",
+                "1024",
+            ],
             &[("FAKTORY_PASSWORD", "s3cret")],
         );
         assert_eq!(c.bind.port(), 0);
@@ -308,7 +324,10 @@ mod tests {
         let c = run(&["-e", "production"], &[("FAKTORY_SKIP_PASSWORD", "yes")]);
         assert_eq!(c.environment, Environment::Production);
         assert!(c.data_dir.starts_with("/var/lib/werk"));
-        let c = run(&[], &[("FAKTORY_ENV", "staging"), ("FAKTORY_PASSWORD", "p")]);
+        let c = run(
+            &[],
+            &[("FAKTORY_ENV", "staging"), ("FAKTORY_PASSWORD", "p")],
+        );
         assert_eq!(c.environment, Environment::Staging);
     }
 }

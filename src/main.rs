@@ -39,7 +39,11 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         config.environment,
-        if config.password.is_some() { "required" } else { "off" }
+        if config.password.is_some() {
+            "required"
+        } else {
+            "off"
+        }
     );
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,7 +68,12 @@ fn init_logging(level: log::LevelFilter) {
                 log::Level::Debug => 'D',
                 log::Level::Trace => 'T',
             };
-            writeln!(buf, "{letter} {} {}", clock.now().wall.to_rfc3339(), record.args())
+            writeln!(
+                buf,
+                "{letter} {} {}",
+                clock.now().wall.to_rfc3339(),
+                record.args()
+            )
         })
         .init();
 }

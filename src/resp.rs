@@ -154,10 +154,16 @@ mod tests {
     #[test]
     fn encodes_every_reply() {
         assert_eq!(enc(Reply::Ok), b"+OK\r\n");
-        assert_eq!(enc(Reply::Simple("HI {\"v\":2}".into())), b"+HI {\"v\":2}\r\n");
+        assert_eq!(
+            enc(Reply::Simple("HI {\"v\":2}".into())),
+            b"+HI {\"v\":2}\r\n"
+        );
         assert_eq!(enc(Reply::err("bad\r\nthing")), b"-ERR bad  thing\r\n");
         assert_eq!(enc(Reply::Bulk(b"{}".to_vec())), b"$2\r\n{}\r\n");
-        assert_eq!(enc(Reply::Bulk("é".as_bytes().to_vec())), "$2\r\né\r\n".as_bytes());
+        assert_eq!(
+            enc(Reply::Bulk("é".as_bytes().to_vec())),
+            "$2\r\né\r\n".as_bytes()
+        );
         assert_eq!(enc(Reply::Null), b"$-1\r\n");
     }
 

@@ -128,7 +128,10 @@ impl<T> TimerWheel<T> {
         if self.heads[DUE_LIST] != NIL {
             return Some(self.elapsed);
         }
-        (0..LEVELS).filter_map(|l| self.next_slot(l)).map(|(_, at)| at).min()
+        (0..LEVELS)
+            .filter_map(|l| self.next_slot(l))
+            .map(|(_, at)| at)
+            .min()
     }
 
     /// Moves the wheel's clock to `now_ms` and appends the payloads of every timer whose deadline

@@ -183,9 +183,8 @@ impl Timestamp {
             return Err(ParseError("extra text after timestamp"));
         }
         let days = days_from_civil(i64::from(year), month, day);
-        let secs = days * SECS_PER_DAY
-            + i64::from(hour * 3600 + minute * 60 + second)
-            - offset_secs;
+        let secs =
+            days * SECS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
         Ok(Timestamp(secs * NANOS_PER_SEC + nanos))
     }
 }

@@ -59,7 +59,10 @@ impl LineReader {
 
     /// Looks for the first line in `buf` (which must start where the previous line ended).
     /// On success returns the line without its terminator and the number of bytes it used.
-    pub fn next_line<'a>(&mut self, buf: &'a [u8]) -> Result<Status<(&'a [u8], usize)>, LineTooLong> {
+    pub fn next_line<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Status<(&'a [u8], usize)>, LineTooLong> {
         let from = self.scanned.min(buf.len());
         let rest = buf.get(from..).unwrap_or_default();
         match rest.iter().position(|&b| b == b'\n') {
@@ -148,11 +151,20 @@ mod tests {
     fn limit_counts_the_line_not_the_terminator() {
         let mut r = LineReader::new(4);
         assert_eq!(r.next_line(b"ABCD\r"), Ok(Status::Partial));
-        assert_eq!(r.next_line(b"ABCD\r\n"), Ok(Status::Complete((&b"ABCD"[..], 6))));
+        assert_eq!(
+            r.next_line(b"ABCD\r\n"),
+            Ok(Status::Complete((&b"ABCD"[..], 6)))
+        );
         let mut r = LineReader::new(4);
-        assert_eq!(r.next_line(b"ABCDE"), Err(LineTooLong { line_bytes_max: 4 }));
+        assert_eq!(
+            r.next_line(b"ABCDE"),
+            Err(LineTooLong { line_bytes_max: 4 })
+        );
         let mut r = LineReader::new(4);
-        assert_eq!(r.next_line(b"ABCDE\n"), Err(LineTooLong { line_bytes_max: 4 }));
+        assert_eq!(
+            r.next_line(b"ABCDE\n"),
+            Err(LineTooLong { line_bytes_max: 4 })
+        );
         assert_eq!(
             LineTooLong { line_bytes_max: 4 }.to_string(),
             "command line too long: the limit is 4 bytes"

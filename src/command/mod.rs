@@ -164,7 +164,9 @@ impl fmt::Display for CommandError<'_> {
             CommandError::MutateUnknownOp => f.write_str("unknown mutate operation"),
             CommandError::MutateTarget => f.write_str("invalid target for mutation command"),
             CommandError::QueueSubcommand(sub) => write!(f, "no such QUEUE subcommand: {sub}"),
-            CommandError::LatencyWildcard => f.write_str("QUEUE LATENCY does not support wildcards"),
+            CommandError::LatencyWildcard => {
+                f.write_str("QUEUE LATENCY does not support wildcards")
+            }
             CommandError::Batch => {
                 f.write_str("batch subsystem is only available in Faktory Enterprise")
             }
@@ -236,24 +238,6 @@ impl<'a> Command<'a> {
             _ => Err(CommandError::Unknown(verb)),
         }
     }
-
-    /// True for every verb Faktory counts in `command_count` (all of them; unknown verbs never
-    /// become a `Command`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Push(_) => "PUSH",
-            Command::Pushb(_) => "PUSHB",
-            Command::Fetch(_) => "FETCH",
-            Command::Ack(_) => "ACK",
-            Command::Fail(_) => "FAIL",
-            Command::Beat(_) => "BEAT",
-            Command::Info => "INFO",
-            Command::Flush => "FLUSH",
-            Command::End => "END",
-            Command::Mutate(_) => "MUTATE",
-            Command::Queue(_) => "QUEUE",
-        }
-    }
 }
 
 impl CommandError<'_> {
@@ -265,7 +249,9 @@ impl CommandError<'_> {
 
 /// MUTATE accepts the JSON with or without spaces (decision A8), but still needs an argument.
 fn parse_mutate(arg: Option<&str>) -> Result<Command<'_>, CommandError<'_>> {
-    let text = arg.filter(|t| !t.is_empty()).ok_or(CommandError::MutateFormat)?;
+    let text = arg
+        .filter(|t| !t.is_empty())
+        .ok_or(CommandError::MutateFormat)?;
     let input: MutateInput =
         serde_json::from_str(text).map_err(|e| CommandError::MutateJson(e.to_string()))?;
     let op = match input.cmd.as_deref() {
@@ -355,19 +341,37 @@ mod tests {
             ("ACK notjson", "invalid ACK notjson"),
             ("ACK {\"jid\":5}", "invalid ACK {\"jid\":5}"),
             ("FAIL {\"jid\":", "invalid FAIL {\"jid\":"),
-            ("FAIL {\"jid\":\"x\",\"backtrace\":\"a\"}", "invalid FAIL {\"jid\":\"x\",\"backtrace\":\"a\"}"),
+            (
+                "FAIL {\"jid\":\"x\",\"backtrace\":\"a\"}",
+                "invalid FAIL {\"jid\":\"x\",\"backtrace\":\"a\"}",
+            ),
             ("FAIL {\"message\":\"m\"}", "missing JID"),
             ("FAIL {\"jid\":\"\"}", "missing JID"),
             ("BEAT {\"wid\":1}", "invalid BEAT {\"wid\":1}"),
             ("FETCH", "must call fetch with at least one queue"),
             ("FETCH ", "must call fetch with at least one queue"),
             ("MUTATE", "invalid format"),
-            ("MUTATE {\"cmd\":\"x\",\"target\":\"y\"}", "unknown mutate operation"),
-            ("MUTATE {\"cmd\":\"kill\",\"target\":\"working\"}", "invalid target for mutation command"),
+            (
+                "MUTATE {\"cmd\":\"x\",\"target\":\"y\"}",
+                "unknown mutate operation",
+            ),
+            (
+                "MUTATE {\"cmd\":\"kill\",\"target\":\"working\"}",
+                "invalid target for mutation command",
+            ),
             ("QUEUE FOO x", "no such QUEUE subcommand: FOO"),
-            ("QUEUE latency *", "QUEUE LATENCY does not support wildcards"),
-            ("BATCH NEW {}", "batch subsystem is only available in Faktory Enterprise"),
-            ("TRACK GET x", "tracking subsystem is only available in Faktory Enterprise"),
+            (
+                "QUEUE latency *",
+                "QUEUE LATENCY does not support wildcards",
+            ),
+            (
+                "BATCH NEW {}",
+                "batch subsystem is only available in Faktory Enterprise",
+            ),
+            (
+                "TRACK GET x",
+                "tracking subsystem is only available in Faktory Enterprise",
+            ),
         ];
         for (line, want) in table {
             assert_eq!(err(line), want, "line {line:?}");
@@ -389,7 +393,10 @@ mod tests {
         assert!(matches!(Command::parse(b"END whatever"), Ok(Command::End)));
         match Command::parse(b"FETCH critical default  low") {
             Ok(Command::Fetch(q)) => {
-                assert_eq!(q.names().collect::<Vec<_>>(), ["critical", "default", "", "low"])
+                assert_eq!(
+                    q.names().collect::<Vec<_>>(),
+                    ["critical", "default", "", "low"]
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -408,7 +415,9 @@ mod tests {
             Ok(Command::Pushb(v)) => assert_eq!(v.len(), 2),
             other => panic!("{other:?}"),
         }
-        match Command::parse(br#"MUTATE {"cmd": "requeue", "target": "dead", "filter": {"jids": ["x"]}}"#) {
+        match Command::parse(
+            br#"MUTATE {"cmd": "requeue", "target": "dead", "filter": {"jids": ["x"]}}"#,
+        ) {
             Ok(Command::Mutate(m)) => {
                 assert_eq!((m.op, m.target), (MutateOp::Requeue, MutateTarget::Dead));
                 assert_eq!(m.filter.unwrap().jids.unwrap(), ["x"]);
@@ -421,11 +430,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(q("QUEUE pause a b"), QueueCommand::Pause(QueueNames::List(vec!["a", "b"])));
+        assert_eq!(
+            q("QUEUE pause a b"),
+            QueueCommand::Pause(QueueNames::List(vec!["a", "b"]))
+        );
         assert_eq!(q("QUEUE Resume * x"), QueueCommand::Resume(QueueNames::All));
         assert_eq!(q("QUEUE REMOVE *"), QueueCommand::Remove(QueueNames::All));
         assert_eq!(q("QUEUE LATENCY"), QueueCommand::Latency(vec![]));
-        assert_eq!(q("QUEUE LATENCY a *"), QueueCommand::Latency(vec!["a", "*"]));
+        assert_eq!(
+            q("QUEUE LATENCY a *"),
+            QueueCommand::Latency(vec!["a", "*"])
+        );
     }
 
     #[test]

@@ -16,9 +16,7 @@ impl Core {
             queues.insert(name.to_string(), json!(q.jobs.len()));
             total_enqueued += q.jobs.len();
         }
-        let set_task = |t: &TaskStats, size: usize| {
-            json!({"enqueued": t.enqueued, "cycles": t.cycles, "size": size, "wall_time_sec": 0.0})
-        };
+        let set_task = |t: &TaskStats, size: usize| json!({"enqueued": t.enqueued, "cycles": t.cycles, "size": size, "wall_time_sec": 0.0});
         let doc = json!({
             "now": now.wall.to_rfc3339(),
             "server_utc_time": now.wall.hms_utc(),

@@ -202,7 +202,10 @@ impl Job {
             at: (!at_text.is_empty()).then(|| at_text.into()),
             created_at,
             enqueued_at: None,
-            failure: input.failure.as_ref().map(|f| Box::new(Failure::from_input(f))),
+            failure: input
+                .failure
+                .as_ref()
+                .map(|f| Box::new(Failure::from_input(f))),
         };
         Ok(NewJob { job, scheduled_for })
     }
@@ -213,7 +216,8 @@ impl Job {
         if self.reserve_for == 0 {
             RESERVE_FOR_DEFAULT_SECS
         } else {
-            self.reserve_for.clamp(RESERVE_FOR_MIN_SECS, RESERVE_FOR_MAX_SECS)
+            self.reserve_for
+                .clamp(RESERVE_FOR_MIN_SECS, RESERVE_FOR_MAX_SECS)
         }
     }
 
@@ -268,7 +272,11 @@ impl Failure {
             retry_count: f.retry_count.unwrap_or(0),
             remaining: f.remaining.unwrap_or(0),
             failed_at: f.failed_at.as_deref().unwrap_or_default().into(),
-            next_at: f.next_at.as_deref().filter(|s| !s.is_empty()).map(Into::into),
+            next_at: f
+                .next_at
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(Into::into),
             message: f.message.as_deref().unwrap_or_default().into(),
             errtype: f.errtype.as_deref().unwrap_or_default().into(),
             backtrace: f
@@ -409,15 +417,42 @@ mod tests {
     #[test]
     fn validation_order_and_texts() {
         let table = [
-            (r#"{"jobtype":"","args":null}"#, "jobs must have a reasonable jid parameter"),
-            (r#"{"jid":"1234567","jobtype":"T","args":[]}"#, "jobs must have a reasonable jid parameter"),
-            (r#"{"jid":"12345678","args":[]}"#, "jobs must have a jobtype parameter"),
-            (r#"{"jid":"12345678","jobtype":"T","args":null}"#, "jobs must have an args parameter"),
-            (r#"{"jid":"12345678","jobtype":"T","args":"x"}"#, "invalid JSON: args must be a JSON array"),
-            (r#"{"jid":"12345678","jobtype":"T","args":[],"reserve_for":86401}"#, "jobs cannot be reserved for more than one day"),
-            (r#"{"jid":"12345678","jobtype":"T","args":[],"at":"soon"}"#, r#"invalid timestamp for 'at': "soon": bad year"#),
-            (r#"{"jid":"12345678","jobtype":"T","args":[],"queue":"a b"}"#, r#"cannot get "a b" queue: queue names must match \A[a-zA-Z0-9._-]+\z"#),
-            (r#"{"jid":"12345678","jobtype":"T","args":[],"custom":[1]}"#, "invalid JSON: custom must be a JSON object"),
+            (
+                r#"{"jobtype":"","args":null}"#,
+                "jobs must have a reasonable jid parameter",
+            ),
+            (
+                r#"{"jid":"1234567","jobtype":"T","args":[]}"#,
+                "jobs must have a reasonable jid parameter",
+            ),
+            (
+                r#"{"jid":"12345678","args":[]}"#,
+                "jobs must have a jobtype parameter",
+            ),
+            (
+                r#"{"jid":"12345678","jobtype":"T","args":null}"#,
+                "jobs must have an args parameter",
+            ),
+            (
+                r#"{"jid":"12345678","jobtype":"T","args":"x"}"#,
+                "invalid JSON: args must be a JSON array",
+            ),
+            (
+                r#"{"jid":"12345678","jobtype":"T","args":[],"reserve_for":86401}"#,
+                "jobs cannot be reserved for more than one day",
+            ),
+            (
+                r#"{"jid":"12345678","jobtype":"T","args":[],"at":"soon"}"#,
+                r#"invalid timestamp for 'at': "soon": bad year"#,
+            ),
+            (
+                r#"{"jid":"12345678","jobtype":"T","args":[],"queue":"a b"}"#,
+                r#"cannot get "a b" queue: queue names must match \A[a-zA-Z0-9._-]+\z"#,
+            ),
+            (
+                r#"{"jid":"12345678","jobtype":"T","args":[],"custom":[1]}"#,
+                "invalid JSON: custom must be a JSON object",
+            ),
         ];
         for (json, want) in table {
             assert_eq!(push(json).unwrap_err().to_string(), want, "{json}");
@@ -426,17 +461,31 @@ mod tests {
 
     #[test]
     fn future_at_is_scheduled_past_at_is_not() {
-        let j = push(r#"{"jid":"12345678","jobtype":"T","args":[],"at":"2026-07-01T12:00:01Z"}"#).unwrap();
-        assert_eq!(j.scheduled_for.map(|t| t.to_rfc3339()).as_deref(), Some("2026-07-01T12:00:01Z"));
-        let j = push(r#"{"jid":"12345678","jobtype":"T","args":[],"at":"2026-07-01T12:00:00Z"}"#).unwrap();
+        let j = push(r#"{"jid":"12345678","jobtype":"T","args":[],"at":"2026-07-01T12:00:01Z"}"#)
+            .unwrap();
+        assert_eq!(
+            j.scheduled_for.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-07-01T12:00:01Z")
+        );
+        let j = push(r#"{"jid":"12345678","jobtype":"T","args":[],"at":"2026-07-01T12:00:00Z"}"#)
+            .unwrap();
         assert!(j.scheduled_for.is_none());
         assert_eq!(j.job.at.as_deref(), Some("2026-07-01T12:00:00Z"));
     }
 
     #[test]
     fn reservation_bounds() {
-        let mut j = push(r#"{"jid":"12345678","jobtype":"T","args":[]}"#).unwrap().job;
-        for (asked, got) in [(0, 1800), (1, 60), (-5, 60), (59, 60), (61, 61), (86_400, 86_400)] {
+        let mut j = push(r#"{"jid":"12345678","jobtype":"T","args":[]}"#)
+            .unwrap()
+            .job;
+        for (asked, got) in [
+            (0, 1800),
+            (1, 60),
+            (-5, 60),
+            (59, 60),
+            (61, 61),
+            (86_400, 86_400),
+        ] {
             j.reserve_for = asked;
             assert_eq!(j.reservation_secs(), got);
         }
@@ -463,7 +512,10 @@ mod tests {
 
     #[test]
     fn minify_keeps_strings_and_numbers() {
-        assert_eq!(minify(" [ 1.0 , \"a \\\" b\" ,\n{ \"x\" : 1e5 } ] "), "[1.0,\"a \\\" b\",{\"x\":1e5}]");
+        assert_eq!(
+            minify(" [ 1.0 , \"a \\\" b\" ,\n{ \"x\" : 1e5 } ] "),
+            "[1.0,\"a \\\" b\",{\"x\":1e5}]"
+        );
         assert_eq!(minify(r#"["\\", " "]"#), r#"["\\"," "]"#);
     }
 
@@ -471,6 +523,9 @@ mod tests {
     fn go_escaping() {
         let mut v = Vec::new();
         write_json_str(&mut v, "a\"\\\n\u{1}<&>\u{2028}é");
-        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"\\\n\u0001\u003c\u0026\u003e\u2028é""#);
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            r#""a\"\\\n\u0001\u003c\u0026\u003e\u2028é""#
+        );
     }
 }

@@ -226,7 +226,10 @@ impl Core {
     /// A core with no jobs, started at `now`; `seed` feeds the retry jitter.
     pub fn new(config: CoreConfig, now: Now, seed: u64) -> Core {
         let mut timers = TimerWheel::new(now.mono_ms);
-        timers.insert(now.mono_ms + config.housekeeping_ms, TimerEvent::Housekeeping);
+        timers.insert(
+            now.mono_ms + config.housekeeping_ms,
+            TimerEvent::Housekeeping,
+        );
         Core {
             config,
             queues: BTreeMap::new(),
@@ -274,7 +277,12 @@ impl Core {
             wid: wid.into(),
             hostname: hello.hostname.as_deref().unwrap_or_default().into(),
             pid: hello.pid.unwrap_or(0),
-            labels: hello.labels.iter().flatten().map(|l| l.as_str().into()).collect(),
+            labels: hello
+                .labels
+                .iter()
+                .flatten()
+                .map(|l| l.as_str().into())
+                .collect(),
             version: hello.v.unwrap_or(0),
             started_at: now.wall,
             last_beat: now.wall,
@@ -289,9 +297,13 @@ impl Core {
     /// Forgets a connection: its parked FETCH, and its worker when it was the last connection.
     pub fn disconnect(&mut self, conn: ConnId) {
         self.unpark(conn);
-        let Some(state) = self.conns.remove(&conn) else { return };
+        let Some(state) = self.conns.remove(&conn) else {
+            return;
+        };
         let Some(wid) = state.wid else { return };
-        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         w.conns.retain(|c| *c != conn);
         if w.conns.is_empty() {
             let timer = w.beat_timer;
@@ -402,7 +414,9 @@ impl Core {
             job.enqueued_at = Some(now.wall.to_rfc3339().into_boxed_str());
         }
         if self.config.recording {
-            self.effects.records.push(Record::Enqueue { job: job.to_json() });
+            self.effects
+                .records
+                .push(Record::Enqueue { job: job.to_json() });
         }
         let name = job.queue.clone();
         match self.queues.get_mut(&name) {
@@ -430,7 +444,9 @@ impl Core {
             return Response::Parked;
         }
         for name in queues.names() {
-            let Some(q) = self.queues.get_mut(name) else { continue };
+            let Some(q) = self.queues.get_mut(name) else {
+                continue;
+            };
             if q.paused {
                 continue;
             }
@@ -484,7 +500,10 @@ impl Core {
         if let Some(old) = self.working.insert(jid, reservation) {
             // Two copies of one jid fetched at once (jids are not unique in Faktory): the
             // reservation table is keyed by jid, so the older copy's reservation is replaced.
-            log::warn!("jid {} reserved twice; the older reservation is dropped", old.job.jid);
+            log::warn!(
+                "jid {} reserved twice; the older reservation is dropped",
+                old.job.jid
+            );
             self.timers.cancel(old.timer);
         }
         Reply::Bulk(json)
@@ -497,14 +516,19 @@ impl Core {
             TimerEvent::FetchTimedOut(conn),
         );
         for q in &queues {
-            self.parked_by_queue.entry(q.clone()).or_default().push_back(conn);
+            self.parked_by_queue
+                .entry(q.clone())
+                .or_default()
+                .push_back(conn);
         }
         self.parked.insert(conn, Parked { queues, timer });
     }
 
     /// Removes a parked FETCH (and its timer); false when the connection was not parked.
     fn unpark(&mut self, conn: ConnId) -> bool {
-        let Some(p) = self.parked.remove(&conn) else { return false };
+        let Some(p) = self.parked.remove(&conn) else {
+            return false;
+        };
         self.timers.cancel(p.timer);
         for q in p.queues {
             if let Some(waiting) = self.parked_by_queue.get_mut(&q) {
@@ -523,8 +547,12 @@ impl Core {
             let Some(&conn) = self.parked_by_queue.get(queue).and_then(|w| w.front()) else {
                 return;
             };
-            let Some(q) = self.queues.get_mut(queue).filter(|q| !q.paused) else { return };
-            let Some(job) = q.jobs.pop_front() else { return };
+            let Some(q) = self.queues.get_mut(queue).filter(|q| !q.paused) else {
+                return;
+            };
+            let Some(job) = q.jobs.pop_front() else {
+                return;
+            };
             self.unpark(conn);
             let wid = self.conn_wid(conn);
             let reply = self.reserve(job, wid, now);
@@ -563,7 +591,9 @@ impl Core {
 
     fn release_record(&mut self, jid: &str) {
         if self.config.recording {
-            self.effects.records.push(Record::Release { jid: jid.into() });
+            self.effects
+                .records
+                .push(Record::Release { jid: jid.into() });
         }
     }
 
@@ -643,8 +673,14 @@ impl Core {
         let expiry = now.wall.add_secs(self.config.dead_ttl_secs);
         self.set_add(SetName::Dead, expiry, job, now);
         while self.dead.len() > self.config.dead_max {
-            let Some((key, job)) = self.dead.pop_first() else { break };
-            log::debug!("dead set over its cap of {}: dropped {}", self.config.dead_max, job.jid);
+            let Some((key, job)) = self.dead.pop_first() else {
+                break;
+            };
+            log::debug!(
+                "dead set over its cap of {}: dropped {}",
+                self.config.dead_max,
+                job.jid
+            );
             self.set_remove_record(SetName::Dead, key);
             self.stats.dead_trimmed += 1;
         }
@@ -723,10 +759,16 @@ impl Core {
             MutateTarget::Scheduled => SetName::Scheduled,
             MutateTarget::Dead => SetName::Dead,
         };
-        let filter = if m.op == MutateOp::Clear { None } else { m.filter.as_ref() };
+        let filter = if m.op == MutateOp::Clear {
+            None
+        } else {
+            m.filter.as_ref()
+        };
         let keys = self.matching(set, filter);
         for key in keys {
-            let Some(job) = self.set_mut(set).remove(&key) else { continue };
+            let Some(job) = self.set_mut(set).remove(&key) else {
+                continue;
+            };
             self.set_remove_record(set, key);
             match m.op {
                 MutateOp::Clear | MutateOp::Discard => {}
@@ -782,7 +824,9 @@ impl Core {
                 let targets = self.queue_targets(names);
                 for name in targets {
                     if self.queues.remove(&*name).is_some() && self.config.recording {
-                        self.effects.records.push(Record::RemoveQueue { queue: name });
+                        self.effects
+                            .records
+                            .push(Record::RemoveQueue { queue: name });
                     }
                 }
             }
@@ -804,7 +848,9 @@ impl Core {
 
     fn set_paused(&mut self, names: QueueNames<'_>, paused: bool, now: Now) {
         for name in self.queue_targets(names) {
-            let Some(q) = self.queues.get_mut(&name) else { continue };
+            let Some(q) = self.queues.get_mut(&name) else {
+                continue;
+            };
             if q.paused == paused {
                 continue;
             }
@@ -921,7 +967,9 @@ impl Core {
     }
 
     fn expire_reservation(&mut self, jid: &str, now: Now) {
-        let Some(r) = self.working.remove(jid) else { return };
+        let Some(r) = self.working.remove(jid) else {
+            return;
+        };
         self.stats.busy.reaped += 1;
         self.stats.busy.cycles += 1;
         self.release_record(jid);
@@ -935,8 +983,13 @@ impl Core {
     }
 
     fn expire_worker(&mut self, wid: &str) {
-        let Some(w) = self.workers.remove(wid) else { return };
-        log::info!("worker {wid} sent no BEAT in time; closing its {} connection(s)", w.conns.len());
+        let Some(w) = self.workers.remove(wid) else {
+            return;
+        };
+        log::info!(
+            "worker {wid} sent no BEAT in time; closing its {} connection(s)",
+            w.conns.len()
+        );
         self.stats.workers.reaped += 1;
         self.stats.workers.cycles += 1;
         for conn in w.conns {
@@ -951,7 +1004,9 @@ impl Core {
         self.set_timers[set as usize] = None;
         let mut moved = 0u64;
         for _ in 0..self.config.promote_batch {
-            let Some((key, job)) = self.set_mut(set).pop_due(now.wall) else { break };
+            let Some((key, job)) = self.set_mut(set).pop_due(now.wall) else {
+                break;
+            };
             self.set_remove_record(set, key);
             moved += 1;
             match set {
@@ -974,8 +1029,10 @@ impl Core {
         while self.stats.daily.len() > DAILY_HISTORY_DAYS {
             self.stats.daily.pop_first();
         }
-        self.timers
-            .insert(now.mono_ms + self.config.housekeeping_ms, TimerEvent::Housekeeping);
+        self.timers.insert(
+            now.mono_ms + self.config.housekeeping_ms,
+            TimerEvent::Housekeeping,
+        );
     }
 
     // ----- queries ---------------------------------------------------------------------------

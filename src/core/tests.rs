@@ -49,14 +49,23 @@ fn bulk(r: Response) -> String {
 fn push_fetch_ack() {
     let mut h = Harness::new();
     h.hello(1, "w1");
-    assert_eq!(h.run(1, r#"PUSH {"jid":"abcdefgh","jobtype":"T","args":[]}"#), Response::Reply(Reply::Ok));
+    assert_eq!(
+        h.run(1, r#"PUSH {"jid":"abcdefgh","jobtype":"T","args":[]}"#),
+        Response::Reply(Reply::Ok)
+    );
     let job = bulk(h.run(1, "FETCH default"));
     assert!(job.contains(r#""jid":"abcdefgh""#), "{job}");
     assert_eq!(h.core.working().len(), 1);
-    assert_eq!(h.run(1, r#"ACK {"jid":"abcdefgh"}"#), Response::Reply(Reply::Ok));
+    assert_eq!(
+        h.run(1, r#"ACK {"jid":"abcdefgh"}"#),
+        Response::Reply(Reply::Ok)
+    );
     assert_eq!(h.core.working().len(), 0);
     assert_eq!(h.core.stats().processed, 1);
     // ACK is idempotent.
-    assert_eq!(h.run(1, r#"ACK {"jid":"abcdefgh"}"#), Response::Reply(Reply::Ok));
+    assert_eq!(
+        h.run(1, r#"ACK {"jid":"abcdefgh"}"#),
+        Response::Reply(Reply::Ok)
+    );
     assert_eq!(h.core.stats().processed, 1);
 }

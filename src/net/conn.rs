@@ -35,13 +35,6 @@ pub(super) enum Phase {
     Parked,
 }
 
-/// Why and how a connection ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Closing {
-    /// Write what is pending, then close.
-    AfterFlush,
-}
-
 /// Result of one read call.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum ReadOutcome {
@@ -66,7 +59,8 @@ pub(super) struct Conn {
     /// `WouldBlock`).
     pub maybe_readable: bool,
     pub eof: bool,
-    pub closing: Option<Closing>,
+    /// Close once what is pending has been written (END, errors, expiry).
+    pub closing: bool,
 }
 
 impl Conn {
@@ -81,7 +75,7 @@ impl Conn {
             wpos: 0,
             maybe_readable: true,
             eof: false,
-            closing: None,
+            closing: false,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::core::{ConnId, Core, Response, WorkerState};
 use crate::resp::Reply;
 use crate::timer::TimerWheel;
-use conn::{Closing, Conn, Phase, ReadOutcome};
+use conn::{Conn, Phase, ReadOutcome};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
@@ -205,7 +205,10 @@ impl Server {
             match c {
                 Control::Signal(wid, state) => {
                     let n = self.core.signal_worker(&wid, state);
-                    log::info!("signalled {} to {n} worker(s) matching {wid:?}", state.as_str());
+                    log::info!(
+                        "signalled {} to {n} worker(s) matching {wid:?}",
+                        state.as_str()
+                    );
                 }
                 Control::Shutdown => {
                     log::info!("shutting down");
@@ -299,7 +302,7 @@ impl Server {
         };
         loop {
             self.process_lines(&mut conn, now);
-            let blocked = conn.closing.is_some()
+            let blocked = conn.closing
                 || matches!(conn.phase, Phase::Parked)
                 || conn.pending_out() >= self.config.write_buffer_max;
             if blocked || !conn.maybe_readable || conn.eof {
@@ -311,7 +314,7 @@ impl Server {
                 Ok(ReadOutcome::Eof) => conn.eof = true,
                 Err(e) => {
                     log::debug!("read error on {:?}: {e}", conn.id);
-                    conn.closing = Some(Closing::AfterFlush);
+                    conn.closing = true;
                 }
             }
         }
@@ -319,12 +322,12 @@ impl Server {
             log::debug!("write error on {:?}: {e}", conn.id);
             conn.wbuf.clear();
             conn.wpos = 0;
-            conn.closing = Some(Closing::AfterFlush);
+            conn.closing = true;
         }
         // At EOF, lines already received are answered first (a client may half-close after
         // END or after its last command); a partial last line is dropped.
         let done_at_eof = conn.eof && !matches!(conn.phase, Phase::Parked);
-        if conn.closing.is_some() || done_at_eof {
+        if conn.closing || done_at_eof {
             self.close(conn);
         } else {
             self.conns[idx] = Some(conn);
@@ -335,7 +338,7 @@ impl Server {
         let rbuf = std::mem::take(&mut conn.rbuf);
         let mut pos = 0;
         loop {
-            if conn.closing.is_some()
+            if conn.closing
                 || matches!(conn.phase, Phase::Parked)
                 || conn.pending_out() >= self.config.write_buffer_max
             {
@@ -351,7 +354,7 @@ impl Server {
                 Err(too_long) => {
                     log::warn!("{:?}: {too_long}; closing", conn.id);
                     Reply::err(too_long).encode(&mut conn.wbuf);
-                    conn.closing = Some(Closing::AfterFlush);
+                    conn.closing = true;
                     pos = rbuf.len();
                 }
             }
@@ -366,7 +369,7 @@ impl Server {
         }
         if self.stopping {
             Reply::err("shutdown in progress").encode(&mut conn.wbuf);
-            conn.closing = Some(Closing::AfterFlush);
+            conn.closing = true;
             return;
         }
         match Command::parse(line) {
@@ -380,7 +383,7 @@ impl Server {
             Ok(cmd) => match self.core.apply(conn.id, cmd, now) {
                 Response::Reply(r) => r.encode(&mut conn.wbuf),
                 Response::Parked => conn.phase = Phase::Parked,
-                Response::Close => conn.closing = Some(Closing::AfterFlush),
+                Response::Close => conn.closing = true,
             },
         }
     }
@@ -396,14 +399,14 @@ impl Server {
         let Some(hello) = parse_hello(line) else {
             // Not a HELLO (a probe, TLS bytes, a stray command): close without a word.
             log::debug!("{:?}: first line is not a valid HELLO; closing", conn.id);
-            conn.closing = Some(Closing::AfterFlush);
+            conn.closing = true;
             return;
         };
         if let (Some(password), Some(challenge)) = (&self.config.password, challenge) {
             if !challenge.verify(password, hello.v, hello.pwdhash.as_deref()) {
                 log::warn!("{:?}: invalid password", conn.id);
                 Reply::err("Invalid password").encode(&mut conn.wbuf);
-                conn.closing = Some(Closing::AfterFlush);
+                conn.closing = true;
                 return;
             }
         }
@@ -415,7 +418,7 @@ impl Server {
         if count > self.config.connections_max {
             log::warn!("too many connections: {count}");
             Reply::err(format_args!("too many connections: {count}")).encode(&mut conn.wbuf);
-            conn.closing = Some(Closing::AfterFlush);
+            conn.closing = true;
         }
     }
 
@@ -483,7 +486,9 @@ impl Server {
                 return;
             }
             for (id, reply) in wakes {
-                let Some(idx) = self.index_of(id) else { continue };
+                let Some(idx) = self.index_of(id) else {
+                    continue;
+                };
                 if let Some(conn) = self.conns[idx].as_mut() {
                     reply.encode(&mut conn.wbuf);
                     conn.phase = Phase::Ready;
