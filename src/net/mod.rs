@@ -302,10 +302,22 @@ impl Server {
         };
         loop {
             self.process_lines(&mut conn, now);
-            let blocked = conn.closing
+            if conn.pending_out() >= self.config.write_buffer_max && !conn.closing {
+                // Backpressure: drain what the socket takes; if that made room, go on with the
+                // buffered lines, otherwise wait for the next writable event.
+                if let Err(e) = conn.flush() {
+                    log::debug!("write error on {:?}: {e}", conn.id);
+                    conn.closing = true;
+                } else if conn.pending_out() < self.config.write_buffer_max {
+                    continue;
+                }
+                break;
+            }
+            if conn.closing
                 || matches!(conn.phase, Phase::Parked)
-                || conn.pending_out() >= self.config.write_buffer_max;
-            if blocked || !conn.maybe_readable || conn.eof {
+                || !conn.maybe_readable
+                || conn.eof
+            {
                 break;
             }
             match conn.read_some() {

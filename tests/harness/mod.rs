@@ -1,0 +1,227 @@
+//! Shared test harness: the real `werk` binary on an ephemeral port with its own temporary data
+//! directory, a raw RESP client, and `wait_until` (tests await conditions, never bare sleeps).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use werk::resp::{decode, Frame};
+
+/// A running `werk` process; killed and cleaned up on drop.
+pub struct Werk {
+    child: Child,
+    /// The protocol address it reported.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    dir: PathBuf,
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "werk-test-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+impl Werk {
+    /// Starts werk with no password.
+    pub fn start() -> Werk {
+        Werk::start_with(&[], &[])
+    }
+
+    /// Starts werk with extra flags and environment, and waits for its `listening on` line.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Werk {
+        let dir = temp_dir("data");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_werk"));
+        cmd.args(["-b", "127.0.0.1:0", "-w", "127.0.0.1:0", "-d"])
+            .arg(&dir)
+            .args(args)
+            .env_remove("FAKTORY_PASSWORD")
+            .env_remove("FAKTORY_ENV")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn werk");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("werk did not report its address within 10 s");
+        Werk {
+            child,
+            addr: addr.parse().expect("address"),
+            log,
+            dir,
+        }
+    }
+
+    /// `tcp://127.0.0.1:PORT`, with `:password@` when given.
+    pub fn url(&self, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("tcp://:{p}@{}", self.addr),
+            None => format!("tcp://{}", self.addr),
+        }
+    }
+
+    /// True when some log line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// True while the process is running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Werk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A raw protocol connection.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Connects and reads the HI line.
+    pub fn connect(addr: SocketAddr) -> (Raw, String) {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
+        let hi = match raw.reply() {
+            Some(Frame::Simple(s)) => s,
+            other => panic!("expected HI, got {other:?}"),
+        };
+        (raw, hi)
+    }
+
+    /// Connects and says HELLO (no password); panics unless `+OK`.
+    pub fn ready(addr: SocketAddr, hello: &str) -> Raw {
+        let (mut raw, _) = Raw::connect(addr);
+        assert_eq!(raw.cmd(&format!("HELLO {hello}")), ok());
+        raw
+    }
+
+    /// Writes raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Writes one line with CR LF.
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Reads one reply; `None` on EOF (or a reset).
+    pub fn reply(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) = decode(&self.buf).expect("valid RESP") {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Sends a line and reads its reply.
+    pub fn cmd(&mut self, line: &str) -> Frame {
+        self.send(line);
+        self.reply().expect("connection closed")
+    }
+
+    /// True when the server closes the connection (EOF) before sending anything more.
+    pub fn closed(&mut self) -> bool {
+        self.reply().is_none()
+    }
+}
+
+/// `+OK`
+pub fn ok() -> Frame {
+    Frame::Simple("OK".into())
+}
+
+/// `-ERR <msg>`
+pub fn err(msg: &str) -> Frame {
+    Frame::Error(format!("ERR {msg}"))
+}
+
+/// A bulk string's text.
+pub fn bulk(f: Frame) -> String {
+    match f {
+        Frame::Bulk(Some(b)) => String::from_utf8(b).expect("utf-8"),
+        other => panic!("expected bulk, got {other:?}"),
+    }
+}
+
+/// The INFO document.
+pub fn info(raw: &mut Raw) -> serde_json::Value {
+    serde_json::from_str(&bulk(raw.cmd("INFO"))).expect("INFO JSON")
+}
+
+/// A minimal valid job.
+pub fn job(jid: &str, queue: &str) -> String {
+    format!(r#"{{"jid":"{jid}","jobtype":"T","args":[1],"queue":"{queue}"}}"#)
+}
