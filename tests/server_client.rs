@@ -188,8 +188,10 @@ async fn password_on_and_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_obeys_quiet_then_terminate() {
-    let mut cfg = werk::config::Config::default();
-    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    let cfg = werk::config::Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
     let server = werk::net::Server::bind(cfg).unwrap();
     let addr = server.local_addr();
     let ctl = server.controller();

@@ -320,14 +320,36 @@ impl Core {
     /// Moves one worker (`target` = its wid) or every worker (`target` = `all`) forward to
     /// `state`; it learns of it in its next BEAT reply. Returns how many workers matched.
     pub fn signal_worker(&mut self, target: &str, state: WorkerState) -> usize {
+        let mut stopped = Vec::new();
         let mut n = 0;
         for w in self.workers.values_mut() {
             if target == "all" || &*w.wid == target {
-                w.advance(state);
                 n += 1;
+                if w.advance(state) != WorkerState::Running {
+                    stopped.extend(w.conns.iter().copied());
+                }
             }
         }
+        for conn in stopped {
+            self.stop_feeding(conn);
+        }
         n
+    }
+
+    /// A FETCH parked by a worker that is no longer running gets no job: it stays parked on no
+    /// queue until its timeout answers null.
+    fn stop_feeding(&mut self, conn: ConnId) {
+        let Some(p) = self.parked.get_mut(&conn) else {
+            return;
+        };
+        for q in std::mem::take(&mut p.queues) {
+            if let Some(waiting) = self.parked_by_queue.get_mut(&q) {
+                waiting.retain(|c| *c != conn);
+                if waiting.is_empty() {
+                    self.parked_by_queue.remove(&q);
+                }
+            }
+        }
     }
 
     /// A worker's record.
@@ -716,6 +738,11 @@ impl Core {
             w.advance(WorkerState::from_client(s));
         }
         let state = w.state;
+        let conns = if state == WorkerState::Running {
+            Vec::new()
+        } else {
+            w.conns.clone()
+        };
         let old = w.beat_timer;
         self.timers.cancel(old);
         let timer = self.timers.insert(
@@ -724,6 +751,9 @@ impl Core {
         );
         if let Some(w) = self.workers.get_mut(wid) {
             w.beat_timer = timer;
+        }
+        for conn in conns {
+            self.stop_feeding(conn);
         }
         match state {
             WorkerState::Running => Reply::Ok,

@@ -161,10 +161,13 @@ impl Server {
             }
             let now = self.clock.now();
             self.refresh_memory(now);
+            // Control requests first: a signal sent before a client's command reaches the core
+            // before that command, even when both arrive in one poll.
+            self.control();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
-                    WAKER => self.control(),
+                    WAKER => {}
                     Token(idx) => {
                         if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
                             c.maybe_readable |= event.is_readable() || event.is_read_closed();
