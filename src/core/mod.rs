@@ -1031,7 +1031,14 @@ impl Core {
     }
 
     fn set_due(&mut self, set: SetName, now: Now) {
-        self.set_timers[set as usize] = None;
+        // Forget the set's timer only if it is the one that fired: an event earlier in the same
+        // tick (say, a reservation expiring into the retry set) may already have re-armed it.
+        let slot = set as usize;
+        if let Some(id) = self.set_timers[slot] {
+            if self.timers.deadline(id).is_none() {
+                self.set_timers[slot] = None;
+            }
+        }
         let mut moved = 0u64;
         for _ in 0..self.config.promote_batch {
             let Some((key, job)) = self.set_mut(set).pop_due(now.wall) else {
