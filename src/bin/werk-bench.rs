@@ -1,0 +1,355 @@
+//! werk-bench: load generator for any Faktory-compatible server.
+//!
+//! One connection per thread, blocking I/O, one command in flight per connection (as real
+//! clients do). Modes:
+//! - `push`: P connections PUSH (or PUSHB of `--batch` jobs) until `--jobs` are in;
+//! - `process`: jobs are loaded with PUSHB first, then C connections FETCH + ACK them all;
+//! - `mixed`: P producers and C consumers at once.
+//!
+//! Prints the command line, the machine, one summary line per figure (jobs/s, latency
+//! percentiles per command), its own CPU use (so you can see it is not the bottleneck) and,
+//! with `--pid`, the server's resident memory. It talks only to the address it is given and
+//! stops by itself.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use werk::resp::{decode, Frame};
+
+struct Opts {
+    url: String,
+    mode: String,
+    connections: usize,
+    consumers: usize,
+    jobs: usize,
+    batch: usize,
+    pid: Option<u32>,
+}
+
+const USAGE: &str =
+    "usage: werk-bench [--url tcp://[:PASSWORD@]HOST:PORT] [--mode push|process|mixed] \
+[--connections N] [--consumers N] [--jobs N] [--batch B] [--pid SERVER_PID]";
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        url: "tcp://127.0.0.1:7419".into(),
+        mode: "push".into(),
+        connections: 20,
+        consumers: 20,
+        jobs: 200_000,
+        batch: 1,
+        pid: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--url" => o.url = value,
+            "--mode" => o.mode = value,
+            "--connections" => o.connections = num(&value)?.max(1),
+            "--consumers" => o.consumers = num(&value)?.max(1),
+            "--jobs" => o.jobs = num(&value)?.max(1),
+            "--batch" => o.batch = num(&value)?.max(1),
+            "--pid" => o.pid = Some(num(&value)? as u32),
+            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+        }
+    }
+    if !matches!(o.mode.as_str(), "push" | "process" | "mixed") {
+        return Err(format!("--mode must be push, process or mixed\n{USAGE}"));
+    }
+    Ok(o)
+}
+
+/// A blocking protocol connection.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(url: &str) -> Result<Conn, String> {
+        let rest = url
+            .strip_prefix("tcp://")
+            .ok_or("only tcp:// URLs are supported")?;
+        let (password, addr) = match rest.rsplit_once('@') {
+            Some((user, addr)) => (user.split_once(':').map(|(_, p)| p.to_owned()), addr),
+            None => (None, rest),
+        };
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let mut c = Conn {
+            stream,
+            buf: Vec::with_capacity(1 << 16),
+        };
+        let hi = match c.reply()? {
+            Frame::Simple(s) => s,
+            other => return Err(format!("unexpected greeting {other:?}")),
+        };
+        let hi: serde_json::Value =
+            serde_json::from_str(hi.trim_start_matches("HI ")).map_err(|e| e.to_string())?;
+        let mut hello =
+            serde_json::json!({"v": 2, "hostname": "werk-bench", "pid": std::process::id()});
+        if let (Some(salt), Some(rounds)) = (hi["s"].as_str(), hi["i"].as_u64()) {
+            let pw = password.ok_or("the server wants a password: tcp://:PASSWORD@host:port")?;
+            hello["pwdhash"] = hex::encode(werk::auth::hash(&pw, salt, rounds as u32)).into();
+        }
+        match c.call(format!("HELLO {hello}").as_bytes())? {
+            Frame::Simple(s) if s == "OK" => Ok(c),
+            other => Err(format!("HELLO refused: {other:?}")),
+        }
+    }
+
+    fn reply(&mut self) -> Result<Frame, String> {
+        loop {
+            if let Some((f, n)) = decode(&self.buf).map_err(|e| e.to_string())? {
+                self.buf.drain(..n);
+                return Ok(f);
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.stream.read(&mut chunk).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("server closed the connection".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn call(&mut self, line: &[u8]) -> Result<Frame, String> {
+        let mut msg = Vec::with_capacity(line.len() + 2);
+        msg.extend_from_slice(line);
+        msg.extend_from_slice(b"\r\n");
+        self.stream.write_all(&msg).map_err(|e| e.to_string())?;
+        self.reply()
+    }
+}
+
+fn job_json(id: usize) -> String {
+    format!(r#"{{"jid":"bench{id:012}","jobtype":"Load","args":[1,"string",3],"queue":"bench"}}"#)
+}
+
+/// Per-command latencies in microseconds.
+#[derive(Default)]
+struct Lat(Vec<u32>);
+
+impl Lat {
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        self.0
+            .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        r
+    }
+
+    fn summary(mut self) -> String {
+        if self.0.is_empty() {
+            return "no samples".into();
+        }
+        self.0.sort_unstable();
+        let p = |q: f64| self.0[((self.0.len() as f64 - 1.0) * q) as usize];
+        format!(
+            "p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            p(0.5),
+            p(0.99),
+            p(0.999),
+            p(1.0)
+        )
+    }
+}
+
+fn push_phase(o: &Opts, conns: usize, jobs: usize, batch: usize) -> Result<(f64, Lat), String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let next = next.clone();
+            let url = o.url.clone();
+            std::thread::spawn(move || -> Result<Lat, String> {
+                let mut c = Conn::open(&url)?;
+                let mut lat = Lat::default();
+                loop {
+                    let first = next.fetch_add(batch, Ordering::Relaxed);
+                    if first >= jobs {
+                        return Ok(lat);
+                    }
+                    let last = (first + batch).min(jobs);
+                    let line = if batch == 1 {
+                        format!("PUSH {}", job_json(first))
+                    } else {
+                        let list: Vec<String> = (first..last).map(job_json).collect();
+                        format!("PUSHB [{}]", list.join(","))
+                    };
+                    let reply = lat.time(|| c.call(line.as_bytes()))?;
+                    match reply {
+                        Frame::Simple(_) => {}
+                        Frame::Bulk(Some(b)) if b == b"{}" => {}
+                        other => return Err(format!("push failed: {other:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Lat::default();
+    for h in handles {
+        all.0.extend(h.join().map_err(|_| "producer panicked")??.0);
+    }
+    Ok((start.elapsed().as_secs_f64(), all))
+}
+
+fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..o.consumers)
+        .map(|_| {
+            let done = done.clone();
+            let url = o.url.clone();
+            std::thread::spawn(move || -> Result<(Lat, Lat), String> {
+                let mut c = Conn::open(&url)?;
+                let (mut fetch, mut ack) = (Lat::default(), Lat::default());
+                while done.load(Ordering::Relaxed) < jobs {
+                    match fetch.time(|| c.call(b"FETCH bench"))? {
+                        Frame::Bulk(Some(body)) => {
+                            let v: serde_json::Value =
+                                serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                            let line = format!(r#"ACK {{"jid":{}}}"#, v["jid"]);
+                            ack.time(|| c.call(line.as_bytes()))?;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Frame::Bulk(None) => {}
+                        other => return Err(format!("fetch failed: {other:?}")),
+                    }
+                }
+                Ok((fetch, ack))
+            })
+        })
+        .collect();
+    let (mut fetch, mut ack) = (Lat::default(), Lat::default());
+    for h in handles {
+        let (f, a) = h.join().map_err(|_| "consumer panicked")??;
+        fetch.0.extend(f.0);
+        ack.0.extend(a.0);
+    }
+    Ok((start.elapsed().as_secs_f64(), fetch, ack))
+}
+
+/// CPU seconds this process used (user + system), from /proc/self/stat.
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn server_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn run(o: &Opts) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("machine: {cores} cores, {}", std::env::consts::ARCH);
+    Conn::open(&o.url)?.call(b"FLUSH")?;
+    let wall = Instant::now();
+    match o.mode.as_str() {
+        "push" => {
+            let (secs, lat) = push_phase(o, o.connections, o.jobs, o.batch)?;
+            println!(
+                "push: {} jobs, {} connections, batch {}: {:.0} jobs/s; per command {}",
+                o.jobs,
+                o.connections,
+                o.batch,
+                o.jobs as f64 / secs,
+                lat.summary()
+            );
+        }
+        "process" => {
+            push_phase(o, o.connections, o.jobs, 1000)?;
+            let (secs, fetch, ack) = process_phase(o, o.jobs)?;
+            println!(
+                "process: {} jobs, {} consumers: {:.0} jobs/s (FETCH + ACK)",
+                o.jobs,
+                o.consumers,
+                o.jobs as f64 / secs
+            );
+            println!("  FETCH {}", fetch.summary());
+            println!("  ACK   {}", ack.summary());
+        }
+        _ => {
+            let consumer = {
+                let o2 = Opts {
+                    url: o.url.clone(),
+                    mode: String::new(),
+                    ..*o
+                };
+                std::thread::spawn(move || process_phase(&o2, o2.jobs))
+            };
+            let (push_secs, lat) = push_phase(o, o.connections, o.jobs, o.batch)?;
+            let (secs, fetch, ack) = consumer.join().map_err(|_| "consumers panicked")??;
+            println!(
+                "mixed: {} jobs: push {:.0} jobs/s ({}), process {:.0} jobs/s",
+                o.jobs,
+                o.jobs as f64 / push_secs,
+                lat.summary(),
+                o.jobs as f64 / secs
+            );
+            println!("  FETCH {}", fetch.summary());
+            println!("  ACK   {}", ack.summary());
+        }
+    }
+    let elapsed = wall.elapsed().as_secs_f64();
+    println!(
+        "werk-bench cpu: {:.1} s over {:.1} s wall ({:.0}% of one core)",
+        own_cpu_secs(),
+        elapsed,
+        100.0 * own_cpu_secs() / elapsed
+    );
+    if let Some(pid) = o.pid {
+        match server_rss_mb(pid) {
+            Some(mb) => println!("server rss: {mb:.1} MB (pid {pid})"),
+            None => println!("server rss: unknown (no /proc/{pid}/status)"),
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let result = parse_opts().and_then(|o| run(&o));
+    if let Err(e) = result {
+        eprintln!("werk-bench: {e}");
+        std::process::exit(2);
+    }
+}
