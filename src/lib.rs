@@ -21,6 +21,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod core;
+pub mod journal;
 pub mod net;
 pub mod resp;
 pub mod timer;

@@ -210,6 +210,21 @@ impl Job {
         Ok(NewJob { job, scheduled_for })
     }
 
+    /// Rebuilds a job from its canonical JSON (a journal record). Unlike PUSH, `enqueued_at` is
+    /// kept and `at` decides nothing: the record says where the job is.
+    pub fn from_stored(json: &[u8], now: Timestamp) -> Result<Job, JobError> {
+        let text = std::str::from_utf8(json).map_err(|_| JobError::InvalidJson("not UTF-8"))?;
+        let input: JobInput<'_> =
+            serde_json::from_str(text).map_err(|_| JobError::InvalidJson("stored job"))?;
+        let mut job = Job::from_input(&input, now)?.job;
+        job.enqueued_at = input
+            .enqueued_at
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .map(Into::into);
+        Ok(job)
+    }
+
     /// The reservation length to apply at FETCH: 0 means the default, then clamped to
     /// [60, 86400] seconds.
     pub fn reservation_secs(&self) -> i64 {

@@ -1072,6 +1072,112 @@ impl Core {
         );
     }
 
+    // ----- replay ----------------------------------------------------------------------------
+
+    /// Applies one journal record, rebuilding the state change it describes. Deadlines are
+    /// re-armed relative to `now`: a reservation whose `expires_at` has passed expires on the
+    /// next tick and follows the retry policy, as in Faktory after a restart.
+    pub fn replay(&mut self, rec: &Record, now: Now) -> Result<(), ReplayError> {
+        let recording = std::mem::replace(&mut self.config.recording, false);
+        let result = self.replay_one(rec, now);
+        self.config.recording = recording;
+        result
+    }
+
+    fn replay_one(&mut self, rec: &Record, now: Now) -> Result<(), ReplayError> {
+        let job = |json: &[u8]| {
+            Job::from_stored(json, now.wall)
+                .map(Box::new)
+                .map_err(|_| ReplayError("a stored job does not decode"))
+        };
+        match rec {
+            Record::Enqueue { job: json } => {
+                let job = job(json)?;
+                self.queues
+                    .entry(job.queue.clone())
+                    .or_default()
+                    .jobs
+                    .push_back(job);
+            }
+            Record::Reserve {
+                queue,
+                jid,
+                wid,
+                expires_at,
+            } => {
+                let q = self
+                    .queues
+                    .get_mut(queue)
+                    .ok_or(ReplayError("reserve from a missing queue"))?;
+                if q.jobs.front().is_none_or(|j| j.jid != *jid) {
+                    return Err(ReplayError(
+                        "reserve of a job not at the front of its queue",
+                    ));
+                }
+                let Some(job) = q.jobs.pop_front() else {
+                    return Err(ReplayError("reserve from an empty queue"));
+                };
+                let wait_ms = now.wall.nanos_until(*expires_at).max(0) as u64 / 1_000_000;
+                let timer = self.timers.insert(
+                    now.mono_ms + wait_ms,
+                    TimerEvent::ReservationExpired(jid.clone()),
+                );
+                let reservation = Reservation {
+                    job,
+                    wid: wid.clone(),
+                    reserved_at: now.wall,
+                    expires_at: *expires_at,
+                    timer,
+                };
+                if let Some(old) = self.working.insert(jid.clone(), reservation) {
+                    self.timers.cancel(old.timer);
+                }
+            }
+            Record::Release { jid } => {
+                if let Some(r) = self.working.remove(jid) {
+                    self.timers.cancel(r.timer);
+                }
+            }
+            Record::SetAdd {
+                set,
+                key,
+                job: json,
+            } => {
+                let job = job(json)?;
+                self.seq = self.seq.max(key.seq);
+                self.set_mut(*set).insert(*key, job);
+                self.rearm_set(*set, now);
+            }
+            Record::SetRemove { set, key } => {
+                self.set_mut(*set).remove(key);
+                self.rearm_set(*set, now);
+            }
+            Record::Count {
+                processed,
+                failures,
+                day,
+            } => {
+                self.stats.processed += processed;
+                self.stats.failures += failures;
+                let d = self.stats.daily.entry(day.clone()).or_default();
+                d.processed += processed;
+                d.failures += failures;
+            }
+            Record::Pause { queue, paused } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    q.paused = *paused;
+                }
+            }
+            Record::RemoveQueue { queue } => {
+                self.queues.remove(queue);
+            }
+            Record::Flush => {
+                self.flush(now);
+            }
+        }
+        Ok(())
+    }
+
     // ----- queries ---------------------------------------------------------------------------
 
     /// The counters.
@@ -1109,6 +1215,18 @@ impl Core {
         self.used_memory_mb = mb;
     }
 }
+
+/// A journal record that does not fit the state it is applied to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayError(pub &'static str);
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for ReplayError {}
 
 /// Trims, replaces empty by `unknown`, and cuts to `max` bytes on a character boundary.
 fn clean_text(s: &str, max: usize) -> &str {

@@ -649,6 +649,14 @@ fn check(h: &Harness, m: &Model) -> Result<(), String> {
 }
 
 fn simulate(seed: u64, steps: usize) -> Result<(), String> {
+    simulate_recording(seed, steps, None).map(|_| ())
+}
+
+fn simulate_recording(
+    seed: u64,
+    steps: usize,
+    mut records: Option<&mut Vec<Record>>,
+) -> Result<Harness, String> {
     let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;
@@ -658,6 +666,7 @@ fn simulate(seed: u64, steps: usize) -> Result<(), String> {
     };
     let mut h = Harness::with(CoreConfig {
         dead_max: 50,
+        recording: records.is_some(),
         ..CoreConfig::default()
     });
     let mut m = Model {
@@ -728,10 +737,13 @@ fn simulate(seed: u64, steps: usize) -> Result<(), String> {
         }
         h.core.effects().wakes.clear();
         h.core.effects().closes.clear();
-        h.core.effects().records.clear();
+        let step_records = std::mem::take(&mut h.core.effects().records);
+        if let Some(all) = records.as_deref_mut() {
+            all.extend(step_records);
+        }
         check(&h, &m).map_err(|e| format!("seed {seed} step {step} (op {op}): {e}"))?;
     }
-    Ok(())
+    Ok(h)
 }
 
 #[test]
@@ -770,4 +782,84 @@ fn canary_the_checker_can_fail() {
     // An ACK the model saw must never come back.
     m.acked.insert("canary01".into());
     assert!(check(&h, &m).unwrap_err().contains("after its ACK"));
+}
+
+/// Everything durable about a core, in a comparable form.
+fn durable_state(core: &Core) -> String {
+    let mut out = String::new();
+    for (name, q) in core.queues() {
+        out += &format!("queue {name} paused={}\n", q.paused);
+        for j in &q.jobs {
+            out += &format!("  {}\n", String::from_utf8(j.to_json()).unwrap());
+        }
+    }
+    let mut working: Vec<_> = core.working().iter().collect();
+    working.sort_by(|a, b| a.0.cmp(b.0));
+    for (jid, r) in working {
+        out += &format!(
+            "working {jid} {} {:?} {}\n",
+            r.wid,
+            r.expires_at,
+            String::from_utf8(r.job.to_json()).unwrap()
+        );
+    }
+    for set in SetName::ALL {
+        for (k, j) in core.set(set).iter() {
+            out += &format!(
+                "{} {k:?} {}\n",
+                set.as_str(),
+                String::from_utf8(j.to_json()).unwrap()
+            );
+        }
+    }
+    let s = core.stats();
+    out += &format!(
+        "processed {} failures {} daily {:?}\n",
+        s.processed, s.failures, s.daily
+    );
+    out
+}
+
+#[test]
+fn replaying_the_journal_rebuilds_the_same_state() {
+    for seed in [5, 0xC0FFEE] {
+        let mut records = Vec::new();
+        let h = simulate_recording(seed, 3_000, Some(&mut records)).unwrap();
+        assert!(records.len() > 1_000, "only {} records", records.len());
+        let mut image = crate::journal::record::HEADER.to_vec();
+        for r in &records {
+            crate::journal::record::encode(r, &mut image);
+        }
+        let (decoded, used, err) = crate::journal::record::decode_all(&image);
+        assert_eq!((used, err), (image.len(), None));
+        let mut fresh = Core::new(CoreConfig::default(), h.clock.now(), 1);
+        for r in &decoded {
+            fresh
+                .replay(r, h.clock.now())
+                .unwrap_or_else(|e| panic!("seed {seed}: {e} at {r:?}"));
+        }
+        assert_eq!(durable_state(&fresh), durable_state(&h.core), "seed {seed}");
+    }
+}
+
+#[test]
+fn replay_refuses_records_that_do_not_fit() {
+    let mut h = Harness::new();
+    let now = h.clock.now();
+    let r = Record::Reserve {
+        queue: "default".into(),
+        jid: "nobody00".into(),
+        wid: "".into(),
+        expires_at: now.wall,
+    };
+    assert_eq!(
+        h.core.replay(&r, now),
+        Err(ReplayError("reserve from a missing queue"))
+    );
+    h.push("somebody", "");
+    assert!(h.core.replay(&r, now).is_err());
+    let bad = Record::Enqueue {
+        job: b"{not json".to_vec(),
+    };
+    assert!(h.core.replay(&bad, now).is_err());
 }
