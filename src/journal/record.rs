@@ -145,10 +145,7 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(
-        decode_one(&out[start..])
-            .ok()
-            .flatten()
-            .map(|(r, n)| (r, n)),
+        decode_one(&out[start..]).ok().flatten(),
         Some((rec.clone(), out.len() - start)),
         "a record must decode to itself"
     );
