@@ -390,3 +390,15 @@ fn server_survives_abuse() {
         ok()
     );
 }
+
+#[test]
+fn ten_megabyte_job_round_trips() {
+    let w = Werk::start();
+    let mut raw = Raw::ready(w.addr, "{}");
+    let big = "x".repeat(10 << 20);
+    let push = format!(r#"PUSH {{"jid":"bigjob01","jobtype":"T","args":["{big}"]}}"#);
+    assert_eq!(raw.cmd(&push), ok());
+    let job = bulk(raw.cmd("FETCH default"));
+    assert!(job.len() > 10 << 20);
+    assert!(job.contains(&big));
+}

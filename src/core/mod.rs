@@ -784,11 +784,7 @@ impl Core {
     }
 
     fn mutate(&mut self, m: Mutation, now: Now) -> Reply {
-        let set = match m.target {
-            MutateTarget::Retries => SetName::Retries,
-            MutateTarget::Scheduled => SetName::Scheduled,
-            MutateTarget::Dead => SetName::Dead,
-        };
+        let set = SetName::from(m.target);
         let filter = if m.op == MutateOp::Clear {
             None
         } else {
@@ -1213,6 +1209,16 @@ impl Core {
     /// Sets the memory figure INFO reports (the loop reads it from the OS).
     pub fn set_used_memory_mb(&mut self, mb: u64) {
         self.used_memory_mb = mb;
+    }
+}
+
+impl From<MutateTarget> for SetName {
+    fn from(t: MutateTarget) -> SetName {
+        match t {
+            MutateTarget::Retries => SetName::Retries,
+            MutateTarget::Scheduled => SetName::Scheduled,
+            MutateTarget::Dead => SetName::Dead,
+        }
     }
 }
 
