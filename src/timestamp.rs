@@ -185,7 +185,13 @@ impl Timestamp {
         let days = days_from_civil(i64::from(year), month, day);
         let secs =
             days * SECS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
-        Ok(Timestamp(secs * NANOS_PER_SEC + nanos))
+        // Nanoseconds in an i64 cover 1677..2262; RFC 3339 allows years 0000..9999. Times
+        // outside the range saturate: a job `at` year 4000 stays scheduled, it never wraps.
+        let nanos_total = secs
+            .checked_mul(NANOS_PER_SEC)
+            .and_then(|n| n.checked_add(nanos))
+            .unwrap_or(if secs < 0 { i64::MIN } else { i64::MAX });
+        Ok(Timestamp(nanos_total))
     }
 }
 
@@ -268,6 +274,20 @@ mod tests {
             assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad:?} parsed");
         }
         assert!(Timestamp::parse_rfc3339("2024-02-29T00:00:00Z").is_ok());
+    }
+
+    #[test]
+    fn years_beyond_i64_nanoseconds_saturate() {
+        // Found by the job_json fuzz target (fuzz/artifacts crash-2af133fb...): an `at` in
+        // year 4052 overflowed the nanosecond multiplication.
+        let far = Timestamp::parse_rfc3339("4052-07-01T12:30:00.5+02:00").unwrap();
+        assert_eq!(far, Timestamp(i64::MAX));
+        let far = Timestamp::parse_rfc3339("9999-12-31T23:59:59.999999999Z").unwrap();
+        assert_eq!(far, Timestamp(i64::MAX));
+        let old = Timestamp::parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(old, Timestamp(i64::MIN));
+        assert!(Timestamp(i64::MAX).to_rfc3339().starts_with("2262-"));
+        assert!(Timestamp(i64::MIN).to_rfc3339().starts_with("1677-"));
     }
 
     #[test]

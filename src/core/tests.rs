@@ -863,3 +863,18 @@ fn replay_refuses_records_that_do_not_fit() {
     };
     assert!(h.core.replay(&bad, now).is_err());
 }
+
+#[test]
+fn regression_fuzz_job_json_far_future_at() {
+    // fuzz/artifacts/job_json/crash-2af133fb...: PUSH with an `at` in year 4052 panicked.
+    let mut h = Harness::new();
+    h.ok(0, r#"PUSH {"jid":"a1b2c3d4e5f6","jobtype":"Mail","args":[{"to":"x@y"}],"at":"4052-07-01T12:30:00.5+02:00","custom":{"trace":"abc"}}"#);
+    assert_eq!(h.core.set(SetName::Scheduled).len(), 1);
+    h.advance(86_400_000);
+    assert_eq!(
+        h.core.set(SetName::Scheduled).len(),
+        1,
+        "a job for year 4052 is not due"
+    );
+    assert!(h.core.next_wakeup_ms().is_some());
+}
