@@ -27,13 +27,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
-    let server = match Server::bind((*config).clone()) {
+    let mut server = match Server::bind((*config).clone()) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot listen on {}: {e}", config.bind);
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = server.stop_on_signals() {
+        log::error!("cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
     log::info!(
         "werk {} listening on {} (environment {:?}, password {})",
         env!("CARGO_PKG_VERSION"),
@@ -45,6 +49,13 @@ fn main() -> ExitCode {
             "off"
         }
     );
+    if config.password.is_none() && !server.local_addr().ip().is_loopback() {
+        log::warn!(
+            "SECURITY: listening on {} with no password: anyone who can reach this address can \
+             push, read and delete jobs. Set FAKTORY_PASSWORD, or bind to 127.0.0.1.",
+            server.local_addr()
+        );
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -402,3 +402,19 @@ fn ten_megabyte_job_round_trips() {
     assert!(job.len() > 10 << 20);
     assert!(job.contains(&big));
 }
+
+#[test]
+fn sigterm_closes_clients_and_exits_zero() {
+    let mut w = Werk::start();
+    let mut raw = Raw::ready(w.addr, "{}");
+    assert_eq!(
+        raw.cmd(&format!("PUSH {}", job("beforeterm", "default"))),
+        ok()
+    );
+    let status = w
+        .terminate(Duration::from_secs(5))
+        .expect("werk did not exit within 5 s");
+    assert!(status.success(), "{status:?}");
+    assert!(raw.closed(), "client connection left open");
+    assert!(w.logged("signal received"));
+}

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
 /// How long to wait before accepting again after an accept error such as EMFILE.
 const ACCEPT_RETRY_MS: u64 = 100;
 /// How often INFO's memory figure is refreshed.
@@ -99,6 +100,7 @@ pub struct Server {
     accept_paused: bool,
     memory_read_ms: Option<u64>,
     stopping: bool,
+    signals: Option<mio::net::UnixStream>,
 }
 
 impl Server {
@@ -132,7 +134,40 @@ impl Server {
             accept_paused: false,
             memory_read_ms: None,
             stopping: false,
+            signals: None,
         })
+    }
+
+    /// Stops the loop gracefully on SIGTERM and SIGINT: the signal handler only writes a byte to
+    /// a socket pair, whose read end the loop polls like any other socket.
+    pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+        }
+        let mut read = mio::net::UnixStream::from_std(read);
+        self.poll
+            .registry()
+            .register(&mut read, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(read);
+        Ok(())
+    }
+
+    fn on_signal(&mut self) {
+        let Some(pipe) = self.signals.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        while let Ok(n) = std::io::Read::read(pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        if !self.stopping {
+            log::info!("signal received: closing connections and exiting");
+            self.stopping = true;
+        }
     }
 
     /// The address the listener is bound to (the real port when asked for port 0).
@@ -168,6 +203,7 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => {}
+                    SIGNALS => self.on_signal(),
                     Token(idx) => {
                         if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
                             c.maybe_readable |= event.is_readable() || event.is_read_closed();
