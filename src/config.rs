@@ -5,6 +5,7 @@
 //! two dashes, as with Go's flag package. Every limit is a named field with a default here.
 
 use crate::core::CoreConfig;
+use crate::journal::writer::SyncPolicy;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub struct Config {
     pub hello_timeout_ms: u64,
     /// Pending output above which werk stops reading from a connection, in bytes.
     pub write_buffer_max: usize,
+    /// When a change counts as durable.
+    pub sync: SyncPolicy,
     /// The state machine's tunables.
     pub core: CoreConfig,
 }
@@ -63,6 +66,7 @@ impl Default for Config {
             connections_max: 2000,
             hello_timeout_ms: 2000,
             write_buffer_max: 1 << 20,
+            sync: SyncPolicy::Always,
             core: CoreConfig::default(),
         }
     }
@@ -110,6 +114,8 @@ Usage: werk [flags]
   --line-bytes-max N    longest command line in bytes (default 16777216)
   --connections-max N   most identified connections (default 2000)
   --dead-max N          most jobs kept in the dead set (default 100000)
+  --sync POLICY         always (fsync before every acknowledgement, default) or none
+                        (write to the OS, no fsync: survives a werk crash, not power loss)
 
 Environment:
   FAKTORY_PASSWORD        password clients must send; a value starting with / names
@@ -173,6 +179,17 @@ impl Config {
                 "line-bytes-max" => c.line_bytes_max = parse_num(&value, name, 64)?,
                 "connections-max" => c.connections_max = parse_num(&value, name, 1)?,
                 "dead-max" => c.core.dead_max = parse_num(&value, name, 0)?,
+                "sync" => {
+                    c.sync = match value.as_str() {
+                        "always" => SyncPolicy::Always,
+                        "none" => SyncPolicy::None,
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "--sync: unknown policy {value:?}: use always or none"
+                            )))
+                        }
+                    }
+                }
                 _ => return Err(ConfigError(format!("unknown flag -{name}; see --help"))),
             }
         }
@@ -321,6 +338,8 @@ mod tests {
         assert!(e(&["-e", "production"], &[]).contains("FAKTORY_PASSWORD"));
         assert!(e(&["stray"], &[]).contains("unexpected argument"));
         assert!(e(&["--line-bytes-max", "1"], &[]).contains("at least 64"));
+        assert!(e(&["--sync", "sometimes"], &[]).contains("use always or none"));
+        assert_eq!(run(&["--sync", "none"], &[]).sync, SyncPolicy::None);
         let c = run(&["-e", "production"], &[("FAKTORY_SKIP_PASSWORD", "yes")]);
         assert_eq!(c.environment, Environment::Production);
         assert!(c.data_dir.starts_with("/var/lib/werk"));

@@ -188,8 +188,10 @@ async fn password_on_and_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_obeys_quiet_then_terminate() {
+    let data_dir = harness::temp_dir("inproc");
     let cfg = werk::config::Config {
         bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.clone(),
         ..Default::default()
     };
     let server = werk::net::Server::bind(cfg).unwrap();
@@ -235,4 +237,5 @@ async fn worker_obeys_quiet_then_terminate() {
     );
     ctl.shutdown();
     loop_thread.join().unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(data_dir);
 }

@@ -817,9 +817,25 @@ impl Core {
         let jobtype = f.jobtype.as_deref().unwrap_or_default();
         let pattern = f.regexp.as_deref().unwrap_or_default();
         if !jids.is_empty() {
+            // Faktory's rule: the stored JSON contains `"jid":"<jid>"` for a listed jid.
+            let needles: Vec<Vec<u8>> = jids
+                .iter()
+                .map(|id| {
+                    let mut n = b"\"jid\":".to_vec();
+                    job::write_json_str(&mut n, id);
+                    n
+                })
+                .collect();
+            let mut buf = Vec::new();
             return set
                 .iter()
-                .filter(|(_, j)| jids.iter().any(|id| *id == *j.jid))
+                .filter(|(_, j)| {
+                    buf.clear();
+                    j.write_json(&mut buf);
+                    needles
+                        .iter()
+                        .any(|n| buf.windows(n.len()).any(|w| w == &n[..]))
+                })
                 .map(|(k, _)| *k)
                 .collect();
         }

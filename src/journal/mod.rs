@@ -10,3 +10,4 @@
 //! held until their records are durable, snapshots and compaction, recovery at startup.
 
 pub mod record;
+pub mod writer;

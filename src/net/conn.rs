@@ -16,6 +16,7 @@ use crate::command::line::LineReader;
 use crate::core::ConnId;
 use crate::timer::TimerId;
 use mio::net::TcpStream;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 /// Bytes asked of the socket per read call.
@@ -61,6 +62,18 @@ pub(super) struct Conn {
     pub eof: bool,
     /// Close once what is pending has been written (END, errors, expiry).
     pub closing: bool,
+    /// A read or write failed: close at once.
+    pub broken: bool,
+    /// Output up to here may be written; the rest waits for the journal.
+    pub released: usize,
+    /// `(batch, offset)`: output up to `offset` waits until journal batch `batch` is durable.
+    pub holds: VecDeque<(u64, usize)>,
+    /// Output produced since the last settle depends on journal records.
+    pub needs_journal: bool,
+    /// Listed in the server's touched list for this turn.
+    pub touched: bool,
+    /// Processing stopped because pending output reached its bound.
+    pub stalled: bool,
 }
 
 impl Conn {
@@ -76,6 +89,12 @@ impl Conn {
             maybe_readable: true,
             eof: false,
             closing: false,
+            broken: false,
+            released: 0,
+            holds: VecDeque::new(),
+            needs_journal: false,
+            touched: false,
+            stalled: false,
         }
     }
 
@@ -114,10 +133,20 @@ impl Conn {
         }
     }
 
-    /// Writes pending output until it is all written or the socket is full.
+    /// True when every byte produced has been written.
+    pub fn drained(&self) -> bool {
+        self.wpos == self.wbuf.len()
+    }
+
+    /// Marks output up to `offset` as writable.
+    pub fn release_to(&mut self, offset: usize) {
+        self.released = self.released.max(offset.min(self.wbuf.len()));
+    }
+
+    /// Writes released output until it is all written or the socket is full.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+        while self.wpos < self.released {
+            match self.stream.write(&self.wbuf[self.wpos..self.released]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -125,8 +154,21 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.wbuf.clear();
-        self.wpos = 0;
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            self.released = 0;
+        } else if self.wpos > (64 << 10) && self.wpos * 2 > self.wbuf.len() {
+            // Held output keeps the buffer from emptying under steady load: drop the written
+            // prefix now and then so it cannot grow without bound.
+            let cut = self.wpos;
+            self.wbuf.drain(..cut);
+            self.wpos = 0;
+            self.released -= cut;
+            for hold in self.holds.iter_mut() {
+                hold.1 -= cut;
+            }
+        }
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ use crate::clock::{Clock, Now, SystemClock};
 use crate::command::{line::Status, parse_hello, Command};
 use crate::config::Config;
 use crate::core::{ConnId, Core, Response, WorkerState};
+use crate::journal::writer::Journal;
 use crate::resp::Reply;
 use crate::timer::TimerWheel;
 use conn::{Conn, Phase, ReadOutcome};
@@ -101,6 +102,8 @@ pub struct Server {
     memory_read_ms: Option<u64>,
     stopping: bool,
     signals: Option<mio::net::UnixStream>,
+    journal: Journal,
+    touched: Vec<usize>,
 }
 
 impl Server {
@@ -115,7 +118,38 @@ impl Server {
         let clock = SystemClock::new();
         let now = clock.now();
         let seed = now.wall.0 as u64 ^ u64::from(std::process::id());
-        let core = Core::new(config.core.clone(), now, seed);
+        let wake = {
+            let waker = waker.clone();
+            Arc::new(move || {
+                if let Err(e) = waker.wake() {
+                    log::error!("cannot wake the event loop: {e}");
+                }
+            })
+        };
+        let (journal, records) = Journal::open(&config.data_dir, config.sync, wake)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut core = Core::new(
+            crate::core::CoreConfig {
+                recording: true,
+                ..config.core.clone()
+            },
+            now,
+            seed,
+        );
+        for (i, record) in records.iter().enumerate() {
+            core.replay(record, now).map_err(|e| {
+                io::Error::other(format!(
+                    "journal {}: record {i} does not apply: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+        }
+        log::info!(
+            "journal {}: replayed {} records ({} bytes)",
+            config.data_dir.display(),
+            records.len(),
+            journal.bytes()
+        );
         let (control_tx, control_rx) = channel();
         Ok(Server {
             poll,
@@ -135,6 +169,8 @@ impl Server {
             memory_read_ms: None,
             stopping: false,
             signals: None,
+            journal,
+            touched: Vec::new(),
         })
     }
 
@@ -199,6 +235,9 @@ impl Server {
             // Control requests first: a signal sent before a client's command reaches the core
             // before that command, even when both arrive in one poll.
             self.control();
+            if self.journal.poll_syncs() || self.journal.failed().is_some() {
+                self.release_durable(now);
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -214,7 +253,9 @@ impl Server {
             }
             self.fire_timers(now);
             self.carry_out_effects(now);
+            self.commit(now);
         }
+        self.finish_journal();
         self.close_all();
         Ok(())
     }
@@ -350,6 +391,7 @@ impl Server {
                 } else if conn.pending_out() < self.config.write_buffer_max {
                     continue;
                 }
+                conn.stalled = true;
                 break;
             }
             if conn.closing
@@ -371,17 +413,146 @@ impl Server {
         }
         if let Err(e) = conn.flush() {
             log::debug!("write error on {:?}: {e}", conn.id);
-            conn.wbuf.clear();
-            conn.wpos = 0;
-            conn.closing = true;
+            conn.broken = true;
         }
+        if conn.broken {
+            self.close(conn);
+            return;
+        }
+        // Replies written this turn are released (or held for the journal) at the end of the
+        // turn, in `commit`; closing waits until they are written.
+        if !conn.touched {
+            conn.touched = true;
+            self.touched.push(idx);
+        }
+        self.conns[idx] = Some(conn);
+    }
+
+    /// End of a turn: stage the turn's records, mark each touched connection's new output as
+    /// released or held until the batch that covers it is durable, then write the batch.
+    fn commit(&mut self, now: Now) {
+        loop {
+            let touched = std::mem::take(&mut self.touched);
+            if touched.is_empty() && self.core.effects().records.is_empty() {
+                return;
+            }
+            let stalled = self.commit_round(touched);
+            // A connection that stopped on its output bound and has room again goes on with its
+            // buffered commands (no socket event would wake it). Each round consumes input, so
+            // this ends.
+            for idx in stalled {
+                self.drive(idx, now);
+            }
+            self.carry_out_effects(now);
+        }
+    }
+
+    fn commit_round(&mut self, touched: Vec<usize>) -> Vec<usize> {
+        let records = std::mem::take(&mut self.core.effects().records);
+        self.journal.stage(&records);
+        // Write first: with `--sync none` the batch is durable once written, so this turn's
+        // replies go out now; with `always` a sync starts, or the records wait for the next one.
+        self.journal.kick();
+        let needed = self.journal.needed();
+        let mut stalled = Vec::new();
+        for idx in touched {
+            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            conn.touched = false;
+            let end = conn.wbuf.len();
+            if end > conn.released {
+                let batch = if conn.needs_journal { needed } else { 0 };
+                let batch = batch.max(conn.holds.back().map_or(0, |h| h.0));
+                if batch > self.journal.durable() {
+                    conn.holds.push_back((batch, end));
+                } else {
+                    conn.release_to(end);
+                }
+            }
+            conn.needs_journal = false;
+            self.settle(idx);
+            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                if conn.stalled && conn.pending_out() < self.config.write_buffer_max {
+                    conn.stalled = false;
+                    stalled.push(idx);
+                }
+            }
+        }
+        stalled
+    }
+
+    /// Releases held output of every connection up to the durable batch (at the start of a
+    /// turn, after a sync finished). A released connection is driven: it may have stopped
+    /// reading while its output was held. Held replies that can never become durable (the
+    /// journal failed) are never sent: their connections are closed.
+    fn release_durable(&mut self, now: Now) {
+        let durable = self.journal.durable();
+        let failed = self.journal.failed().is_some();
+        for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if conn.holds.is_empty() {
+                continue;
+            }
+            while let Some(&(batch, offset)) = conn.holds.front() {
+                if batch > durable {
+                    break;
+                }
+                conn.release_to(offset);
+                conn.holds.pop_front();
+            }
+            if failed && !conn.holds.is_empty() {
+                if let Some(conn) = self.conns[idx].take() {
+                    log::warn!(
+                        "{:?}: closing: its replies wait on a failed journal",
+                        conn.id
+                    );
+                    self.close(conn);
+                }
+            } else {
+                self.drive(idx, now);
+            }
+        }
+    }
+
+    /// Writes released output, and closes a connection that is done and fully written, or
+    /// whose held replies can never become durable.
+    fn settle(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Err(e) = conn.flush() {
+            log::debug!("write error on {:?}: {e}", conn.id);
+            conn.broken = true;
+        }
+        let lost = self.journal.failed().is_some() && !conn.holds.is_empty();
         // At EOF, lines already received are answered first (a client may half-close after
         // END or after its last command); a partial last line is dropped.
-        let done_at_eof = conn.eof && !matches!(conn.phase, Phase::Parked);
-        if conn.closing || done_at_eof {
-            self.close(conn);
-        } else {
-            self.conns[idx] = Some(conn);
+        let done = conn.closing || (conn.eof && !matches!(conn.phase, Phase::Parked));
+        if conn.broken || lost || (done && conn.drained()) {
+            if let Some(conn) = self.conns[idx].take() {
+                self.close(conn);
+            }
+        }
+    }
+
+    /// At shutdown: write and sync what is staged (blocking is fine now), release, write.
+    fn finish_journal(&mut self) {
+        let records = std::mem::take(&mut self.core.effects().records);
+        self.journal.stage(&records);
+        self.journal.finish();
+        let now = self.clock.now();
+        self.release_durable(now);
+        for idx in std::mem::take(&mut self.touched) {
+            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                conn.touched = false;
+                if conn.holds.is_empty() {
+                    conn.release_to(conn.wbuf.len());
+                    let _ = conn.flush();
+                }
+            }
         }
     }
 
@@ -431,11 +602,25 @@ impl Server {
                 log::debug!("{:?}: refused: {e}", conn.id);
                 Reply::err(e).encode(&mut conn.wbuf);
             }
-            Ok(cmd) => match self.core.apply(conn.id, cmd, now) {
-                Response::Reply(r) => r.encode(&mut conn.wbuf),
-                Response::Parked => conn.phase = Phase::Parked,
-                Response::Close => conn.closing = true,
-            },
+            Ok(cmd) => {
+                if let Some(why) = self.journal.failed() {
+                    if !matches!(cmd, Command::Info | Command::Beat(_) | Command::End) {
+                        Reply::err(format_args!("journal unavailable, writes refused: {why}"))
+                            .encode(&mut conn.wbuf);
+                        return;
+                    }
+                }
+                let records_before = self.core.effects().records.len();
+                let response = self.core.apply(conn.id, cmd, now);
+                if self.core.effects().records.len() > records_before {
+                    conn.needs_journal = true;
+                }
+                match response {
+                    Response::Reply(r) => r.encode(&mut conn.wbuf),
+                    Response::Parked => conn.phase = Phase::Parked,
+                    Response::Close => conn.closing = true,
+                }
+            }
         }
     }
 
@@ -529,8 +714,6 @@ impl Server {
     fn carry_out_effects(&mut self, now: Now) {
         loop {
             let effects = self.core.effects();
-            // Records are journalled by the durability layer; this in-memory server drops them.
-            effects.records.clear();
             let wakes = std::mem::take(&mut effects.wakes);
             let closes = std::mem::take(&mut effects.closes);
             if wakes.is_empty() && closes.is_empty() {
@@ -543,6 +726,8 @@ impl Server {
                 if let Some(conn) = self.conns[idx].as_mut() {
                     reply.encode(&mut conn.wbuf);
                     conn.phase = Phase::Ready;
+                    // A job handed to a parked fetcher was reserved by a record of this turn.
+                    conn.needs_journal = true;
                 }
                 self.drive(idx, now);
             }

@@ -18,7 +18,9 @@ pub struct Werk {
     /// The protocol address it reported.
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
-    dir: PathBuf,
+    /// The data directory.
+    pub dir: PathBuf,
+    owns_dir: bool,
 }
 
 /// A fresh, empty directory under the system temp dir.
@@ -44,7 +46,14 @@ impl Werk {
 
     /// Starts werk with extra flags and environment, and waits for its `listening on` line.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Werk {
-        let dir = temp_dir("data");
+        let mut w = Werk::start_in(&temp_dir("data"), args, env);
+        w.owns_dir = true;
+        w
+    }
+
+    /// Starts werk on an existing data directory, which outlives it.
+    pub fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Werk {
+        let dir = dir.to_path_buf();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_werk"));
         cmd.args(["-b", "127.0.0.1:0", "-w", "127.0.0.1:0", "-d"])
             .arg(&dir)
@@ -84,7 +93,14 @@ impl Werk {
             addr: addr.parse().expect("address"),
             log,
             dir,
+            owns_dir: false,
         }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `tcp://127.0.0.1:PORT`, with `:password@` when given.
@@ -123,7 +139,9 @@ impl Drop for Werk {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -237,4 +255,20 @@ pub fn info(raw: &mut Raw) -> serde_json::Value {
 /// A minimal valid job.
 pub fn job(jid: &str, queue: &str) -> String {
     format!(r#"{{"jid":"{jid}","jobtype":"T","args":[1],"queue":"{queue}"}}"#)
+}
+
+/// Runs werk expecting it to exit on its own (a startup error); returns its status and stderr.
+pub fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_werk"))
+        .args(["-b", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("FAKTORY_PASSWORD")
+        .env_remove("FAKTORY_ENV")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run werk");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,146 @@
+//! What survives a crash: the journal under `kill -9`, a torn tail, a damaged record, the lock.
+
+mod harness;
+
+use harness::{bulk, info, job, ok, run_to_exit, temp_dir, Raw, Werk};
+use std::io::Write;
+
+fn journal(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("journal.wrk")
+}
+
+/// Pushes, reserves, schedules, pauses and fails through raw connections; returns the INFO
+/// figures that must survive.
+fn make_state(w: &Werk) -> Raw {
+    let mut raw = Raw::ready(w.addr, r#"{"v":2,"wid":"w1"}"#);
+    for jid in ["keep0001", "keep0002", "keep0003"] {
+        assert_eq!(raw.cmd(&format!("PUSH {}", job(jid, "default"))), ok());
+    }
+    assert_eq!(raw.cmd(&format!("PUSH {}", job("paused01", "slow"))), ok());
+    assert_eq!(raw.cmd("QUEUE PAUSE slow"), ok());
+    let later = r#"PUSH {"jid":"sched001","jobtype":"T","args":[],"at":"2099-01-01T00:00:00Z"}"#;
+    assert_eq!(raw.cmd(later), ok());
+    assert!(bulk(raw.cmd("FETCH default")).contains("keep0001"));
+    assert!(bulk(raw.cmd("FETCH default")).contains("keep0002"));
+    assert_eq!(raw.cmd(r#"FAIL {"jid":"keep0002","message":"boom"}"#), ok());
+    raw
+}
+
+fn assert_state(raw: &mut Raw) {
+    let i = info(raw);
+    let f = &i["faktory"];
+    assert_eq!(f["queues"]["default"], 1, "{i}");
+    assert_eq!(f["queues"]["slow"], 1, "{i}");
+    assert_eq!(f["sets"]["working"], 1, "{i}");
+    assert_eq!(f["sets"]["scheduled"], 1, "{i}");
+    assert_eq!(f["sets"]["retries"], 1, "{i}");
+    assert_eq!(f["total_failures"], 1, "{i}");
+    assert_eq!(f["total_processed"], 1, "{i}");
+    // The pause survived; the reservation still answers to ACK.
+    assert_eq!(raw.cmd("FETCH slow"), werk::resp::Frame::Bulk(None));
+    assert_eq!(raw.cmd(r#"ACK {"jid":"keep0001"}"#), ok());
+    assert_eq!(info(raw)["faktory"]["total_processed"], 2);
+}
+
+#[test]
+fn acknowledged_state_survives_kill_9() {
+    let dir = temp_dir("durable");
+    let mut w = Werk::start_in(&dir, &[], &[]);
+    drop(make_state(&w));
+    w.kill9();
+    let w = Werk::start_in(&dir, &[], &[]);
+    assert!(w.logged("replayed"));
+    assert_state(&mut Raw::ready(w.addr, "{}"));
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sync_none_still_survives_a_crash_of_werk() {
+    let dir = temp_dir("syncnone");
+    let mut w = Werk::start_in(&dir, &["--sync", "none"], &[]);
+    drop(make_state(&w));
+    w.kill9();
+    let w = Werk::start_in(&dir, &["--sync", "none"], &[]);
+    assert_state(&mut Raw::ready(w.addr, "{}"));
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn torn_tail_is_cut_and_logged() {
+    let dir = temp_dir("torn");
+    let mut w = Werk::start_in(&dir, &[], &[]);
+    drop(make_state(&w));
+    w.kill9();
+    let good_len = std::fs::metadata(journal(&dir)).unwrap().len();
+    // Half a record: a length that promises more than follows.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal(&dir))
+        .unwrap();
+    f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 1, b'{']).unwrap();
+    drop(f);
+    let w = Werk::start_in(&dir, &[], &[]);
+    assert!(w.logged(&format!(
+        "cut a torn record at byte {good_len} (10 bytes dropped)"
+    )));
+    assert_eq!(std::fs::metadata(journal(&dir)).unwrap().len(), good_len);
+    assert_state(&mut Raw::ready(w.addr, "{}"));
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn damaged_record_is_refused_not_served() {
+    let dir = temp_dir("corrupt");
+    let mut w = Werk::start_in(&dir, &[], &[]);
+    drop(make_state(&w));
+    w.kill9();
+    let mut bytes = std::fs::read(journal(&dir)).unwrap();
+    // A byte inside a job body in the middle of the file: its record's CRC no longer matches.
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"keep0003")
+        .expect("job in journal");
+    bytes[at] ^= 0x10;
+    std::fs::write(journal(&dir), &bytes).unwrap();
+    let (status, stderr) = run_to_exit(&["-d", dir.to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("werk will not start on a damaged journal"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn second_werk_on_the_same_directory_is_refused() {
+    let w = Werk::start();
+    let (status, stderr) = run_to_exit(&["-d", w.dir.to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("in use by another werk process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reply_is_sent_only_after_the_journal_has_it() {
+    // Every +OK must correspond to bytes in the journal file by the time the client sees it.
+    let w = Werk::start();
+    let mut raw = Raw::ready(w.addr, "{}");
+    let mut last = std::fs::metadata(journal(&w.dir)).unwrap().len();
+    for i in 0..50 {
+        assert_eq!(
+            raw.cmd(&format!("PUSH {}", job(&format!("seen{i:05}"), "default"))),
+            ok()
+        );
+        let now = std::fs::metadata(journal(&w.dir)).unwrap().len();
+        assert!(
+            now > last,
+            "PUSH {i} acknowledged before it reached the journal"
+        );
+        last = now;
+    }
+}
