@@ -196,6 +196,9 @@ pub const ERRTYPE_BYTES_MAX: usize = 100;
 pub const MESSAGE_BYTES_MAX: usize = 1000;
 /// Most backtrace lines kept.
 pub const BACKTRACE_LINES_MAX: usize = 50;
+/// Longest a set timer is armed ahead: how often due times are re-checked against the wall
+/// clock.
+pub const WALL_RECHECK_MS: u64 = 1_000;
 /// Days of daily counters kept.
 pub const DAILY_HISTORY_DAYS: usize = 400;
 
@@ -840,6 +843,13 @@ impl Core {
                 .collect();
         }
         if !pattern.is_empty() {
+            // Faktory's rule: with a glob, a jobtype must also appear as `"jobtype":"<X>"` in
+            // the stored text.
+            let mut jobtype_needle = Vec::new();
+            if !jobtype.is_empty() {
+                jobtype_needle.extend_from_slice(b"\"jobtype\":");
+                job::write_json_str(&mut jobtype_needle, jobtype);
+            }
             let mut buf = Vec::new();
             return set
                 .iter()
@@ -847,7 +857,10 @@ impl Core {
                     buf.clear();
                     j.write_json(&mut buf);
                     glob::matches(pattern.as_bytes(), &buf)
-                        && (jobtype.is_empty() || *j.jobtype == *jobtype)
+                        && (jobtype_needle.is_empty()
+                            || buf
+                                .windows(jobtype_needle.len())
+                                .any(|w| w == &jobtype_needle[..]))
                 })
                 .map(|(k, _)| *k)
                 .collect();
@@ -966,9 +979,12 @@ impl Core {
     /// monotonic clock).
     fn rearm_set(&mut self, set: SetName, now: Now) {
         let slot = set as usize;
+        // Due times are wall-clock times; the wheel runs on the monotonic clock. Arming at most
+        // `WALL_RECHECK_MS` ahead re-checks the wall clock every second, so a step of the wall
+        // clock (NTP, a resumed VM) delays nothing by more than that.
         let due = self.set_ref(set).first_key().map(|k| {
-            let wait_ns = now.wall.nanos_until(k.at).max(0) as u64;
-            now.mono_ms + wait_ns.div_ceil(1_000_000)
+            let wait_ms = (now.wall.nanos_until(k.at).max(0) as u64).div_ceil(1_000_000);
+            now.mono_ms + wait_ms.min(WALL_RECHECK_MS)
         });
         let current = self.set_timers[slot];
         if let (Some(id), Some(due)) = (current, due) {

@@ -227,6 +227,93 @@ fn push_fetch_ack() {
     );
 }
 
+#[test]
+fn end_closes_without_a_reply() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(1, "END"), Response::Close);
+    assert_eq!(h.run(1, "END now"), Response::Close);
+}
+
+#[test]
+fn client_failure_object_is_kept_and_continued() {
+    let mut h = Harness::new();
+    h.push(
+        "hasfail1",
+        r#","failure":{"retry_count":4,"remaining":21,"failed_at":"2026-06-01T00:00:00Z","message":"old","errtype":"Old"}"#,
+    );
+    let job = h.fetch(1, "default").unwrap();
+    assert_eq!(job["failure"]["retry_count"], 4, "kept as pushed: {job}");
+    assert_eq!(job["failure"]["message"], "old");
+    h.fail("hasfail1");
+    let (key, job) = h.set_job(SetName::Retries, "hasfail1").unwrap();
+    let f = &job["failure"];
+    assert_eq!(
+        (f["retry_count"].as_i64(), f["remaining"].as_i64()),
+        (Some(5), Some(20))
+    );
+    assert_eq!(f["failed_at"], "2026-06-01T00:00:00Z", "failed_at kept");
+    assert_eq!(
+        (&f["message"], &f["errtype"]),
+        (&Value::from("m"), &Value::from("E"))
+    );
+    let delay = secs_between(h.now(), key.at);
+    let jitter = delay - 5i64.pow(4) - 15;
+    assert!((0..=29 * 6).contains(&jitter) && jitter % 6 == 0, "{delay}");
+}
+
+#[test]
+fn info_reports_counts_sizes_and_time() {
+    let mut h = Harness::new();
+    h.hello(1, "w1");
+    h.hello(2, "");
+    h.push("info0001", "");
+    h.push("info0002", "");
+    h.push("info0003", r#","queue":"low""#);
+    h.push("info0004", r#","retry":-1"#);
+    let at = h.now().add_secs(60).to_rfc3339();
+    h.push("info0005", &format!(r#","at":"{at}""#));
+    h.fetch(1, "default").unwrap();
+    h.fetch(1, "default").unwrap();
+    h.fetch(1, "default").unwrap();
+    h.fail("info0002");
+    h.fail("info0004");
+    h.ok(1, r#"ACK {"jid":"info0001"}"#);
+    let _ = h.error(1, r#"FAIL {"jid":"nosuchjb"}"#);
+    h.advance(3_700);
+    let body = h.bulk(2, "INFO");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["faktory", "now", "server", "server_utc_time"]);
+    assert_eq!(ts(&v["now"]), h.now());
+    assert_eq!(v["server_utc_time"], "12:00:03 UTC");
+    let f = &v["faktory"];
+    assert_eq!(f["queues"], serde_json::json!({"default": 0, "low": 1}));
+    assert_eq!(
+        f["sets"],
+        serde_json::json!({"scheduled": 1, "retries": 1, "dead": 1, "working": 0})
+    );
+    assert_eq!(f["tasks"]["Retries"]["size"], 1);
+    assert_eq!(f["tasks"]["Dead"]["size"], 1);
+    assert_eq!(f["tasks"]["Scheduled"]["size"], 1);
+    assert_eq!(f["tasks"]["Workers"]["size"], 1);
+    assert_eq!(f["tasks"]["Busy"]["size"], 0);
+    assert_eq!(
+        (&f["total_failures"], &f["total_processed"]),
+        (&Value::from(2), &Value::from(3))
+    );
+    assert_eq!(
+        (&f["total_enqueued"], &f["total_queues"]),
+        (&Value::from(1), &Value::from(2))
+    );
+    let s = &v["server"];
+    assert_eq!(s["description"], "Faktory");
+    assert_eq!(s["faktory_version"], FAKTORY_COMPAT_VERSION);
+    assert_eq!(s["uptime"], 3);
+    assert_eq!(s["connections"], 2);
+    // 5 PUSH, 3 FETCH, 2 FAIL, ACK, the refused FAIL and INFO itself.
+    assert_eq!(s["command_count"], 13);
+}
+
 // ----- scheduled jobs (§5.2, §5.6) -----------------------------------------------------------
 
 #[test]
@@ -356,6 +443,28 @@ fn scheduled_jobs_are_promoted_in_time_order_then_push_order() {
     h.advance(5_000);
     assert_eq!(h.queue_jids("default").last().unwrap(), "late0001");
     assert_eq!(h.core.stats().scheduled.enqueued, 5);
+}
+
+#[test]
+fn scheduled_job_is_due_by_wall_time_after_a_wall_clock_step() {
+    let mut h = Harness::new();
+    let at = h.now().add_secs(600);
+    h.push("walljump", &format!(r#","at":"{}""#, at.to_rfc3339()));
+    // The wall clock steps an hour forward (an NTP step, a VM resumed) while the monotonic
+    // clock moves on normally; the loop keeps ticking every few seconds.
+    let start = h.clock.now();
+    for i in 1..=6u64 {
+        let now = Now {
+            wall: start.wall.add_secs(3_600 + 5 * i as i64),
+            mono_ms: start.mono_ms + 5_000 * i,
+        };
+        h.core.tick(now);
+    }
+    assert_eq!(
+        h.queue_jids("default"),
+        ["walljump"],
+        "due by the wall clock for 30 s, still scheduled"
+    );
 }
 
 #[test]
@@ -1628,6 +1737,33 @@ fn mutate_jids_filter_matches_the_stored_text() {
     h.ok(
         0,
         r#"MUTATE {"cmd":"discard","target":"scheduled","filter":{"jids":["target01"]}}"#,
+    );
+    assert!(
+        h.jids(SetName::Scheduled).is_empty(),
+        "{:?}",
+        h.jids(SetName::Scheduled)
+    );
+}
+
+#[test]
+fn mutate_regexp_with_jobtype_matches_the_stored_text() {
+    // Faktory checks the jobtype of a regexp filter with strings.Index on the stored JSON, so a
+    // job whose args carry `"jobtype":"X"` is selected along with the jobs of type X.
+    let mut h = Harness::new();
+    let at = h.now().add_secs(3_600).to_rfc3339();
+    h.ok(
+        0,
+        &format!(r#"PUSH {{"jid":"typed001","jobtype":"X","args":[],"at":"{at}"}}"#),
+    );
+    h.ok(
+        0,
+        &format!(
+            r#"PUSH {{"jid":"carrier1","jobtype":"Y","args":[{{"jobtype":"X"}}],"at":"{at}"}}"#
+        ),
+    );
+    h.ok(
+        0,
+        r#"MUTATE {"cmd":"discard","target":"scheduled","filter":{"regexp":"*","jobtype":"X"}}"#,
     );
     assert!(
         h.jids(SetName::Scheduled).is_empty(),
@@ -3589,11 +3725,17 @@ fn check_state(h: &Harness, m: &Model, snap: &Snapshot) -> Result<(), String> {
             ));
         }
     }
-    // Sets: one timer each, armed for the first entry, and nothing overdue.
+    // Sets: one timer each, armed no later than the first entry and at most WALL_RECHECK_MS
+    // ahead (the wall clock is re-checked every second), and nothing overdue.
     for set in SetName::ALL {
         let first = core.set(set).first_key();
         let timer = core.set_timers[set as usize].and_then(|id| core.timers.deadline(id));
-        if timer != first.map(|k| mono_of(k.at)) || first.is_some_and(|k| k.at <= now.wall) {
+        let timer_ok = match (timer, first) {
+            (None, None) => true,
+            (Some(t), Some(k)) => t <= mono_of(k.at) && t <= now.mono_ms + WALL_RECHECK_MS,
+            _ => false,
+        };
+        if !timer_ok || first.is_some_and(|k| k.at <= now.wall) {
             return Err(format!(
                 "{} set: timer {timer:?}, first entry {first:?}, now {:?}",
                 set.as_str(),
