@@ -103,33 +103,23 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
-    /// Reads once into the read buffer.
-    pub fn read_some(&mut self) -> io::Result<ReadOutcome> {
-        let len = self.rbuf.len();
-        self.rbuf.resize(len + READ_CHUNK, 0);
+    /// Reads once into the read buffer, through `scratch` (the server's one zeroed buffer of
+    /// `READ_CHUNK` bytes): only the bytes received are copied, nothing is zero-filled per read.
+    pub fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
         let result = loop {
-            match self.stream.read(&mut self.rbuf[len..]) {
+            match self.stream.read(scratch) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         match result {
-            Ok(0) => {
-                self.rbuf.truncate(len);
-                Ok(ReadOutcome::Eof)
-            }
+            Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
-                self.rbuf.truncate(len + n);
+                self.rbuf.extend_from_slice(&scratch[..n]);
                 Ok(ReadOutcome::Data)
             }
-            Err(e) => {
-                self.rbuf.truncate(len);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(ReadOutcome::WouldBlock)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(e) => Err(e),
         }
     }
 

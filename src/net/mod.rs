@@ -104,6 +104,7 @@ pub struct Server {
     signals: Option<mio::net::UnixStream>,
     journal: Journal,
     touched: Vec<usize>,
+    scratch: Vec<u8>,
 }
 
 impl Server {
@@ -171,6 +172,7 @@ impl Server {
             signals: None,
             journal,
             touched: Vec::new(),
+            scratch: vec![0; conn::READ_CHUNK],
         })
     }
 
@@ -401,7 +403,7 @@ impl Server {
             {
                 break;
             }
-            match conn.read_some() {
+            match conn.read_some(&mut self.scratch) {
                 Ok(ReadOutcome::Data) => {}
                 Ok(ReadOutcome::WouldBlock) => conn.maybe_readable = false,
                 Ok(ReadOutcome::Eof) => conn.eof = true,
