@@ -223,6 +223,8 @@ pub struct Core {
     seq: u64,
     rng: u64,
     used_memory_mb: u64,
+    /// The current UTC day number and its `YYYY-MM-DD` key.
+    today: (i64, Box<str>),
 }
 
 impl Core {
@@ -252,6 +254,7 @@ impl Core {
             seq: 0,
             rng: seed | 1,
             used_memory_mb: 0,
+            today: (i64::MIN, Box::from("")),
         }
     }
 
@@ -345,11 +348,17 @@ impl Core {
         let Some(p) = self.parked.get_mut(&conn) else {
             return;
         };
-        for q in std::mem::take(&mut p.queues) {
-            if let Some(waiting) = self.parked_by_queue.get_mut(&q) {
+        let queues = std::mem::take(&mut p.queues);
+        self.forget_waiting(conn, &queues);
+    }
+
+    /// Takes `conn` off the waiting list of each of `queues`.
+    fn forget_waiting(&mut self, conn: ConnId, queues: &[Box<str>]) {
+        for q in queues {
+            if let Some(waiting) = self.parked_by_queue.get_mut(q) {
                 waiting.retain(|c| *c != conn);
                 if waiting.is_empty() {
-                    self.parked_by_queue.remove(&q);
+                    self.parked_by_queue.remove(q);
                 }
             }
         }
@@ -555,14 +564,7 @@ impl Core {
             return false;
         };
         self.timers.cancel(p.timer);
-        for q in p.queues {
-            if let Some(waiting) = self.parked_by_queue.get_mut(&q) {
-                waiting.retain(|c| *c != conn);
-                if waiting.is_empty() {
-                    self.parked_by_queue.remove(&q);
-                }
-            }
-        }
+        self.forget_waiting(conn, &p.queues);
         true
     }
 
@@ -713,17 +715,27 @@ impl Core {
     }
 
     fn count(&mut self, now: Now, processed: u64, failures: u64) {
-        self.stats.processed += processed;
-        self.stats.failures += failures;
-        let day = now.wall.date_utc();
+        // The day's key is formatted once per UTC day, not once per ACK.
+        let day_number = now.wall.as_secs().div_euclid(86_400);
+        if self.today.0 != day_number {
+            self.today = (day_number, now.wall.date_utc().into_boxed_str());
+        }
+        let day = self.today.1.clone();
         if self.config.recording {
             self.effects.records.push(Record::Count {
                 processed,
                 failures,
-                day: day.as_str().into(),
+                day: day.clone(),
             });
         }
-        let d = self.stats.daily.entry(day.into_boxed_str()).or_default();
+        self.add_counts(day, processed, failures);
+    }
+
+    /// Adds to the all-time and daily counters (ACK, failure, and their journal records).
+    fn add_counts(&mut self, day: Box<str>, processed: u64, failures: u64) {
+        self.stats.processed += processed;
+        self.stats.failures += failures;
+        let d = self.stats.daily.entry(day).or_default();
         d.processed += processed;
         d.failures += failures;
     }
@@ -821,23 +833,14 @@ impl Core {
         let pattern = f.regexp.as_deref().unwrap_or_default();
         if !jids.is_empty() {
             // Faktory's rule: the stored JSON contains `"jid":"<jid>"` for a listed jid.
-            let needles: Vec<Vec<u8>> = jids
-                .iter()
-                .map(|id| {
-                    let mut n = b"\"jid\":".to_vec();
-                    job::write_json_str(&mut n, id);
-                    n
-                })
-                .collect();
+            let needles: Vec<Vec<u8>> = jids.iter().map(|id| field_text("jid", id)).collect();
             let mut buf = Vec::new();
             return set
                 .iter()
                 .filter(|(_, j)| {
                     buf.clear();
                     j.write_json(&mut buf);
-                    needles
-                        .iter()
-                        .any(|n| buf.windows(n.len()).any(|w| w == &n[..]))
+                    needles.iter().any(|n| contains(&buf, n))
                 })
                 .map(|(k, _)| *k)
                 .collect();
@@ -845,11 +848,7 @@ impl Core {
         if !pattern.is_empty() {
             // Faktory's rule: with a glob, a jobtype must also appear as `"jobtype":"<X>"` in
             // the stored text.
-            let mut jobtype_needle = Vec::new();
-            if !jobtype.is_empty() {
-                jobtype_needle.extend_from_slice(b"\"jobtype\":");
-                job::write_json_str(&mut jobtype_needle, jobtype);
-            }
+            let jobtype_needle = (!jobtype.is_empty()).then(|| field_text("jobtype", jobtype));
             let mut buf = Vec::new();
             return set
                 .iter()
@@ -857,10 +856,7 @@ impl Core {
                     buf.clear();
                     j.write_json(&mut buf);
                     glob::matches(pattern.as_bytes(), &buf)
-                        && (jobtype_needle.is_empty()
-                            || buf
-                                .windows(jobtype_needle.len())
-                                .any(|w| w == &jobtype_needle[..]))
+                        && jobtype_needle.as_ref().is_none_or(|n| contains(&buf, n))
                 })
                 .map(|(k, _)| *k)
                 .collect();
@@ -1184,13 +1180,7 @@ impl Core {
                 processed,
                 failures,
                 day,
-            } => {
-                self.stats.processed += processed;
-                self.stats.failures += failures;
-                let d = self.stats.daily.entry(day.clone()).or_default();
-                d.processed += processed;
-                d.failures += failures;
-            }
+            } => self.add_counts(day.clone(), *processed, *failures),
             Record::Pause { queue, paused } => {
                 if let Some(q) = self.queues.get_mut(queue) {
                     q.paused = *paused;
@@ -1265,6 +1255,20 @@ impl std::fmt::Display for ReplayError {
 }
 
 impl std::error::Error for ReplayError {}
+
+/// `"key":"value"` as the canonical job JSON spells it, for Faktory's substring filters.
+fn field_text(key: &str, value: &str) -> Vec<u8> {
+    let mut text = Vec::with_capacity(key.len() + value.len() + 6);
+    job::write_json_str(&mut text, key);
+    text.push(b':');
+    job::write_json_str(&mut text, value);
+    text
+}
+
+/// True when `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
 
 /// Trims, replaces empty by `unknown`, and cuts to `max` bytes on a character boundary.
 fn clean_text(s: &str, max: usize) -> &str {
