@@ -48,6 +48,8 @@ pub struct Config {
     pub write_buffer_max: usize,
     /// When a change counts as durable.
     pub sync: SyncPolicy,
+    /// Compact when the journal is over this many bytes and over the last snapshot's size.
+    pub compact_bytes_min: u64,
     /// The state machine's tunables.
     pub core: CoreConfig,
 }
@@ -67,6 +69,7 @@ impl Default for Config {
             hello_timeout_ms: 2000,
             write_buffer_max: 1 << 20,
             sync: SyncPolicy::Always,
+            compact_bytes_min: 64 << 20,
             core: CoreConfig::default(),
         }
     }
@@ -114,8 +117,11 @@ Usage: werk [flags]
   --line-bytes-max N    longest command line in bytes (default 16777216)
   --connections-max N   most identified connections (default 2000)
   --dead-max N          most jobs kept in the dead set (default 100000)
-  --sync POLICY         always (fsync before every acknowledgement, default) or none
-                        (write to the OS, no fsync: survives a werk crash, not power loss)
+  --sync POLICY         always (fsync before every acknowledgement, default),
+                        everysec (fsync within 1 s: power loss may take the last second)
+                        or none (no fsync: survives a werk crash, not power loss)
+  --compact-bytes-min N compact when the journal passes N bytes and the last snapshot's
+                        size (default 67108864)
 
 Environment:
   FAKTORY_PASSWORD        password clients must send; a value starting with / names
@@ -179,13 +185,17 @@ impl Config {
                 "line-bytes-max" => c.line_bytes_max = parse_num(&value, name, 64)?,
                 "connections-max" => c.connections_max = parse_num(&value, name, 1)?,
                 "dead-max" => c.core.dead_max = parse_num(&value, name, 0)?,
+                "compact-bytes-min" => {
+                    c.compact_bytes_min = parse_num(&value, name, 4096)? as u64;
+                }
                 "sync" => {
                     c.sync = match value.as_str() {
                         "always" => SyncPolicy::Always,
+                        "everysec" => SyncPolicy::EverySec,
                         "none" => SyncPolicy::None,
                         _ => {
                             return Err(ConfigError(format!(
-                                "--sync: unknown policy {value:?}: use always or none"
+                                "--sync: unknown policy {value:?}: use always, everysec or none"
                             )))
                         }
                     }
@@ -338,8 +348,14 @@ mod tests {
         assert!(e(&["-e", "production"], &[]).contains("FAKTORY_PASSWORD"));
         assert!(e(&["stray"], &[]).contains("unexpected argument"));
         assert!(e(&["--line-bytes-max", "1"], &[]).contains("at least 64"));
-        assert!(e(&["--sync", "sometimes"], &[]).contains("use always or none"));
+        assert!(e(&["--sync", "sometimes"], &[]).contains("use always, everysec or none"));
         assert_eq!(run(&["--sync", "none"], &[]).sync, SyncPolicy::None);
+        assert_eq!(run(&["--sync", "everysec"], &[]).sync, SyncPolicy::EverySec);
+        assert_eq!(
+            run(&["--compact-bytes-min", "5000"], &[]).compact_bytes_min,
+            5000
+        );
+        assert!(e(&["--compact-bytes-min", "100"], &[]).contains("at least 4096"));
         let c = run(&["-e", "production"], &[("FAKTORY_SKIP_PASSWORD", "yes")]);
         assert_eq!(c.environment, Environment::Production);
         assert!(c.data_dir.starts_with("/var/lib/werk"));

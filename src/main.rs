@@ -7,7 +7,11 @@ use werk::config::{Action, Config, HELP};
 use werk::net::Server;
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "journal") {
+        return ExitCode::from(werk::journal::check::main(&args[1..]));
+    }
+    let config = match Config::from_args(args, |k| std::env::var(k).ok()) {
         Ok(Action::Run(c)) => c,
         Ok(Action::Version) => {
             println!(

@@ -1182,9 +1182,8 @@ impl Core {
                 day,
             } => self.add_counts(day.clone(), *processed, *failures),
             Record::Pause { queue, paused } => {
-                if let Some(q) = self.queues.get_mut(queue) {
-                    q.paused = *paused;
-                }
+                // Creates the queue: a snapshot names every queue this way, empty ones too.
+                self.queues.entry(queue.clone()).or_default().paused = *paused;
             }
             Record::RemoveQueue { queue } => {
                 self.queues.remove(queue);
@@ -1192,8 +1191,65 @@ impl Core {
             Record::Flush => {
                 self.flush(now);
             }
+            Record::Totals {
+                processed,
+                failures,
+            } => {
+                self.stats.processed = *processed;
+                self.stats.failures = *failures;
+            }
         }
         Ok(())
+    }
+
+    /// Calls `emit` with records that, replayed in order into an empty core, rebuild everything
+    /// durable about this one (a snapshot): queues in order with their paused marks, the
+    /// working set, the three sets with their keys, and the counters.
+    pub fn dump(&self, emit: &mut dyn FnMut(Record)) {
+        let mut working: BTreeMap<&str, Vec<&Reservation>> = BTreeMap::new();
+        for r in self.working.values() {
+            working.entry(&r.job.queue).or_default().push(r);
+        }
+        for (name, q) in &self.queues {
+            emit(Record::Pause {
+                queue: name.clone(),
+                paused: q.paused,
+            });
+            // Reserved jobs first: each is the only job of its queue when it is reserved.
+            for r in working.remove(&**name).unwrap_or_default() {
+                dump_reservation(r, emit);
+            }
+            for job in &q.jobs {
+                emit(Record::Enqueue { job: job.to_json() });
+            }
+        }
+        // Reservations whose queue was removed while they were out.
+        for (name, rs) in working {
+            for r in rs {
+                dump_reservation(r, emit);
+            }
+            emit(Record::RemoveQueue { queue: name.into() });
+        }
+        for set in SetName::ALL {
+            for (key, job) in self.set_ref(set).iter() {
+                emit(Record::SetAdd {
+                    set,
+                    key: *key,
+                    job: job.to_json(),
+                });
+            }
+        }
+        for (day, d) in &self.stats.daily {
+            emit(Record::Count {
+                processed: d.processed,
+                failures: d.failures,
+                day: day.clone(),
+            });
+        }
+        emit(Record::Totals {
+            processed: self.stats.processed,
+            failures: self.stats.failures,
+        });
     }
 
     // ----- queries ---------------------------------------------------------------------------
@@ -1255,6 +1311,18 @@ impl std::fmt::Display for ReplayError {
 }
 
 impl std::error::Error for ReplayError {}
+
+fn dump_reservation(r: &Reservation, emit: &mut dyn FnMut(Record)) {
+    emit(Record::Enqueue {
+        job: r.job.to_json(),
+    });
+    emit(Record::Reserve {
+        queue: r.job.queue.clone(),
+        jid: r.job.jid.clone(),
+        wid: r.wid.clone(),
+        expires_at: r.expires_at,
+    });
+}
 
 /// `"key":"value"` as the canonical job JSON spells it, for Faktory's substring filters.
 fn field_text(key: &str, value: &str) -> Vec<u8> {

@@ -72,4 +72,12 @@ pub enum Record {
     },
     /// Everything stored was wiped.
     Flush,
+    /// The all-time counters are exactly these (snapshots only: the journal adds with
+    /// [`Record::Count`]).
+    Totals {
+        /// All-time processed.
+        processed: u64,
+        /// All-time failures.
+        failures: u64,
+    },
 }

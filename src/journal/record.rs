@@ -28,6 +28,12 @@ const COUNT: u8 = 6;
 const PAUSE: u8 = 7;
 const REMOVE_QUEUE: u8 = 8;
 const FLUSH: u8 = 9;
+const TOTALS: u8 = 10;
+/// Kind of a snapshot's last record (not a [`Record`]): its generation and record count.
+const SNAPSHOT_END: u8 = 0xF0;
+
+/// The header of a snapshot file (same record framing as the journal).
+pub const SNAPSHOT_HEADER: &[u8; 8] = b"WERKSNP\x01";
 
 /// Why decoding stopped before the end of the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,17 +144,41 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) {
             put_bytes(out, queue.as_bytes());
         }
         Record::Flush => out.push(FLUSH),
+        Record::Totals {
+            processed,
+            failures,
+        } => {
+            out.push(TOTALS);
+            out.extend_from_slice(&processed.to_le_bytes());
+            out.extend_from_slice(&failures.to_le_bytes());
+        }
     }
-    let body = &out[start + 8..];
-    let len = u32::try_from(body.len()).expect("record over 4 GiB");
-    let crc = crc32fast::hash(body);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    frame(out, start);
     debug_assert_eq!(
         decode_one(&out[start..]).ok().flatten(),
         Some((rec.clone(), out.len() - start)),
         "a record must decode to itself"
     );
+}
+
+/// Appends the trailer of a snapshot: the journal generation that follows it and the number of
+/// records before it. A snapshot without it is incomplete.
+pub fn encode_snapshot_end(generation: u64, records: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.push(SNAPSHOT_END);
+    out.extend_from_slice(&generation.to_le_bytes());
+    out.extend_from_slice(&records.to_le_bytes());
+    frame(out, start);
+}
+
+/// Fills in the length and checksum of the record that starts at `start`.
+fn frame(out: &mut [u8], start: usize) {
+    let body = &out[start + 8..];
+    let len = u32::try_from(body.len()).expect("record over 4 GiB");
+    let crc = crc32fast::hash(body);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A bounds-checked reader over a record body.
@@ -228,13 +258,31 @@ fn decode_body(kind: u8, b: &mut Body<'_>) -> Option<Record> {
         },
         REMOVE_QUEUE => Record::RemoveQueue { queue: b.text()? },
         FLUSH => Record::Flush,
+        TOTALS => Record::Totals {
+            processed: b.u64()?,
+            failures: b.u64()?,
+        },
         _ => return None,
     })
 }
 
-/// Decodes the record at the start of `buf`: `Ok(None)` if `buf` ends inside it (torn).
-/// Errors carry offset 0; [`decode_all`] places them.
-pub fn decode_one(buf: &[u8]) -> Result<Option<(Record, usize)>, DecodeError> {
+/// What a frame holds: a state record, or a snapshot's trailer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A state change.
+    Record(Record),
+    /// The end of a snapshot (see [`encode_snapshot_end`]).
+    SnapshotEnd {
+        /// The journal generation that continues the snapshot.
+        generation: u64,
+        /// Records in the snapshot before the trailer.
+        records: u64,
+    },
+}
+
+/// Decodes the frame at the start of `buf`: `Ok(None)` if `buf` ends inside it (torn).
+/// Errors carry offset 0; the callers place them.
+pub fn decode_item(buf: &[u8]) -> Result<Option<(Item, usize)>, DecodeError> {
     let corrupt = |reason| DecodeError::Corrupt { offset: 0, reason };
     let Some(frame) = buf.get(..8) else {
         return Ok(None);
@@ -251,11 +299,31 @@ pub fn decode_one(buf: &[u8]) -> Result<Option<(Record, usize)>, DecodeError> {
         return Err(corrupt("checksum mismatch"));
     }
     let mut reader = Body(body.get(1..).unwrap_or_default());
-    let rec = decode_body(body[0], &mut reader).ok_or(corrupt("bad record body"))?;
+    let item = if body[0] == SNAPSHOT_END {
+        Item::SnapshotEnd {
+            generation: reader.u64().ok_or(corrupt("bad snapshot trailer"))?,
+            records: reader.u64().ok_or(corrupt("bad snapshot trailer"))?,
+        }
+    } else {
+        Item::Record(decode_body(body[0], &mut reader).ok_or(corrupt("bad record body"))?)
+    };
     if !reader.0.is_empty() {
         return Err(corrupt("trailing bytes in record"));
     }
-    Ok(Some((rec, 8 + len)))
+    Ok(Some((item, 8 + len)))
+}
+
+/// Decodes the record at the start of `buf`: `Ok(None)` if `buf` ends inside it (torn).
+/// A snapshot trailer is not a record here. Errors carry offset 0; [`decode_all`] places them.
+pub fn decode_one(buf: &[u8]) -> Result<Option<(Record, usize)>, DecodeError> {
+    match decode_item(buf)? {
+        None => Ok(None),
+        Some((Item::Record(r), used)) => Ok(Some((r, used))),
+        Some((Item::SnapshotEnd { .. }, _)) => Err(DecodeError::Corrupt {
+            offset: 0,
+            reason: "snapshot trailer in a journal",
+        }),
+    }
 }
 
 /// Decodes a whole journal image (header included). Returns the records of the valid prefix,
@@ -329,6 +397,10 @@ mod tests {
             },
             Record::RemoveQueue { queue: "q".into() },
             Record::Flush,
+            Record::Totals {
+                processed: 7,
+                failures: u64::MAX,
+            },
         ]
     }
 

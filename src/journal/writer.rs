@@ -1,48 +1,90 @@
-//! The journal file: recovery at open, group commit, and the sync thread.
+//! The journal as the loop uses it: recovery at open, group commit, the sync thread, and the
+//! switch of journal files that compaction needs.
 //!
 //! The loop stages the records of one turn ([`Journal::stage`]); at the end of the turn
 //! [`Journal::kick`] writes everything staged as one batch and, with [`SyncPolicy::Always`], asks
 //! the sync thread to `fsync` it. The thread answers through a channel and wakes the loop with
-//! the `mio::Waker`; [`Journal::poll_syncs`] then advances the durable batch number. Records
-//! staged while a sync is in flight wait and go out together as the next batch (group commit).
+//! the `mio::Waker`; [`Journal::poll`] then advances the durable batch number. Records staged
+//! while a sync is in flight wait and go out together as the next batch (group commit).
 //! Replies are held by the loop until the batch that covers them is durable.
+//!
+//! With [`SyncPolicy::EverySec`] a batch counts as durable once written, and the sync thread is
+//! asked for an `fsync` at most one second after the first unsynced write.
 //!
 //! A failed write or sync marks the journal failed for good: it is never retried and trusted
 //! (after a failed fsync the kernel may have dropped the dirty pages). The loop then refuses
 //! writes; a restart recovers what reached the disk.
+//!
+//! Compaction ([`super::compact`]): when the journal outgrows the last snapshot (and a floor),
+//! the compaction thread creates the next journal file; the loop switches to it between two
+//! batches (a pointer swap) and the thread writes the snapshot from the files.
 
-use super::record::{decode_all, encode, DecodeError, HEADER};
+use super::compact::{self, Compacted, Done, Task};
+use super::files::{self, journal_name, recover, Mode, RecoverError, Recovered, LOCK_FILE};
+use super::record::{encode, HEADER};
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-
-/// Name of the journal file in the data directory.
-pub const JOURNAL_FILE: &str = "journal.wrk";
-/// Name of the lock file in the data directory.
-pub const LOCK_FILE: &str = "LOCK";
 
 /// When a change counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncPolicy {
     /// `fsync` before the reply (the default): an acknowledged change survives power loss.
     Always,
+    /// Write to the OS before the reply and `fsync` within a second: survives a crash of werk;
+    /// power loss can take the last second of acknowledged changes.
+    EverySec,
     /// Write to the OS before the reply, never `fsync`: survives a crash of werk, not of the
     /// machine.
     None,
 }
 
+impl SyncPolicy {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncPolicy::Always => "always",
+            SyncPolicy::EverySec => "everysec",
+            SyncPolicy::None => "none",
+        }
+    }
+}
+
+/// How long an `everysec` write may stay unsynced.
+pub const EVERYSEC_MS: u64 = 1_000;
+/// After a failed compaction, wait this long before trying again.
+const COMPACT_RETRY_MS: u64 = 30_000;
+
+/// Options of the journal.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// When a batch counts as durable.
+    pub sync: SyncPolicy,
+    /// Compact when the journal is over this size and over the last snapshot's size.
+    pub compact_min_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncPolicy::Always,
+            compact_min_bytes: 64 << 20,
+        }
+    }
+}
+
 /// Why the journal cannot be opened.
 #[derive(Debug)]
 pub enum OpenError {
-    /// The directory or file could not be created or read.
+    /// The directory or a file could not be created or read.
     Io(PathBuf, io::Error),
     /// Another werk holds the directory's lock.
     Locked(PathBuf),
-    /// A record in the middle of the journal is damaged; werk will not serve it.
-    Corrupt(PathBuf, DecodeError),
+    /// Recovery failed (damage, or a record that does not apply).
+    Recover(RecoverError),
 }
 
 impl std::fmt::Display for OpenError {
@@ -54,43 +96,59 @@ impl std::fmt::Display for OpenError {
                 "{} is in use by another werk process (its lock is held); stop it or use another -d",
                 p.display()
             ),
-            OpenError::Corrupt(p, e) => write!(
-                f,
-                "{}: {e}; werk will not start on a damaged journal (move the file away to start empty)",
-                p.display()
-            ),
+            OpenError::Recover(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for OpenError {}
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compaction {
+    /// Not running; the next may start at this monotonic time.
+    Idle { not_before_ms: u64 },
+    /// The next journal file is being created.
+    Preparing,
+    /// The snapshot is being written.
+    Running,
+}
+
 /// An open journal.
 #[derive(Debug)]
 pub struct Journal {
-    file: File,
-    path: PathBuf,
+    dir: PathBuf,
+    file: Arc<File>,
+    generation: u64,
     _lock: File,
-    policy: SyncPolicy,
+    options: Options,
     staged: Vec<u8>,
     written: u64,
     durable: u64,
     in_flight: bool,
-    sync_tx: Sender<u64>,
+    /// `everysec`: monotonic time of the first write not yet covered by a sync request.
+    unsynced_since_ms: Option<u64>,
+    now_ms: u64,
+    sync_tx: Sender<(u64, Arc<File>)>,
     sync_rx: Receiver<(u64, io::Result<()>)>,
     failed: Option<String>,
     bytes: u64,
+    snapshot_bytes: u64,
+    compaction: Compaction,
+    compact_tx: Sender<Task>,
+    compact_rx: Receiver<Done>,
+    last_compaction: Option<Compacted>,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, takes the directory's lock, and returns the
-    /// records of its valid prefix. A torn last record is cut off and logged; a corrupt record
-    /// is an error. `wake` is called by the sync thread after each sync.
+    /// Opens (or creates) the data directory `dir`, takes its lock, and replays the snapshot
+    /// and the journals into `apply`. A torn tail is cut and logged; damage is an error. `wake`
+    /// is called by the helper threads after each answer.
     pub fn open(
         dir: &Path,
-        policy: SyncPolicy,
+        options: Options,
         wake: Arc<dyn Fn() + Send + Sync>,
-    ) -> Result<(Journal, Vec<Record>), OpenError> {
+        apply: &mut dyn FnMut(&Record) -> Result<(), String>,
+    ) -> Result<(Journal, Recovered), OpenError> {
         let io_err = |p: &Path| {
             let p = p.to_path_buf();
             move |e| OpenError::Io(p, e)
@@ -106,71 +164,66 @@ impl Journal {
         if lock.try_lock().is_err() {
             return Err(OpenError::Locked(dir.to_path_buf()));
         }
-        let path = dir.join(JOURNAL_FILE);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let mut image = Vec::new();
-        file.read_to_end(&mut image).map_err(io_err(&path))?;
-        let records = if image.is_empty() {
-            file.write_all(HEADER).map_err(io_err(&path))?;
-            file.sync_all().map_err(io_err(&path))?;
-            sync_dir(dir).map_err(io_err(dir))?;
-            Vec::new()
+        let found = recover(dir, Mode::Repair, None, apply).map_err(OpenError::Recover)?;
+        for note in &found.notes {
+            log::warn!("journal: {note}");
+        }
+        let path = dir.join(journal_name(found.generation));
+        let mut file = if found.journal_exists {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?
         } else {
-            let (records, used, stop) = decode_all(&image);
-            match stop {
-                None => {}
-                Some(DecodeError::Torn { offset }) => {
-                    log::warn!(
-                        "journal {}: cut a torn record at byte {offset} ({} bytes dropped); \
-                         kept {} records",
-                        path.display(),
-                        image.len() - used,
-                        records.len()
-                    );
-                    file.set_len(used as u64).map_err(io_err(&path))?;
-                    file.sync_all().map_err(io_err(&path))?;
-                }
-                Some(e) => return Err(OpenError::Corrupt(path, e)),
-            }
-            records
+            files::write_header(&path).map_err(io_err(&path))?
         };
         let bytes = file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
-        let syncer = file.try_clone().map_err(io_err(&path))?;
-        let (sync_tx, requests) = channel::<u64>();
+        let (sync_tx, requests) = channel::<(u64, Arc<File>)>();
         let (done, sync_rx) = channel();
+        let wake_sync = wake.clone();
         std::thread::Builder::new()
             .name("werk-sync".into())
             .spawn(move || {
-                for batch in requests {
-                    let result = syncer.sync_data();
+                for (batch, file) in requests {
+                    let result = file.sync_data();
                     if done.send((batch, result)).is_err() {
                         return;
                     }
-                    wake();
+                    wake_sync();
                 }
             })
-            .map_err(io_err(&path))?;
+            .map_err(io_err(dir))?;
+        let (compact_tx, tasks) = channel();
+        let (compact_done, compact_rx) = channel();
+        let compact_dir = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("werk-compact".into())
+            .spawn(move || compact::run(compact_dir, tasks, compact_done, wake))
+            .map_err(io_err(dir))?;
         let journal = Journal {
-            file,
-            path,
+            dir: dir.to_path_buf(),
+            file: Arc::new(file),
+            generation: found.generation,
             _lock: lock,
-            policy,
+            options,
             staged: Vec::new(),
             written: 0,
             durable: 0,
             in_flight: false,
+            unsynced_since_ms: None,
+            now_ms: 0,
             sync_tx,
             sync_rx,
             failed: None,
             bytes,
+            snapshot_bytes: found.snapshot_bytes,
+            compaction: Compaction::Idle { not_before_ms: 0 },
+            compact_tx,
+            compact_rx,
+            last_compaction: None,
         };
-        Ok((journal, records))
+        Ok((journal, found))
     }
 
     /// Encodes records to go out with the next batch.
@@ -195,9 +248,29 @@ impl Journal {
         self.failed.as_deref()
     }
 
-    /// Size of the journal file in bytes.
+    /// Size of the current journal file in bytes.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// The current journal generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Size of the last snapshot (0 without one).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes
+    }
+
+    /// The last finished compaction.
+    pub fn last_compaction(&self) -> Option<Compacted> {
+        self.last_compaction
+    }
+
+    /// True while a compaction is under way.
+    pub fn compacting(&self) -> bool {
+        !matches!(self.compaction, Compaction::Idle { .. })
     }
 
     /// Writes the staged records as one batch unless a sync is in flight (they then join the
@@ -206,70 +279,316 @@ impl Journal {
         if self.staged.is_empty() || self.in_flight || self.failed.is_some() {
             return;
         }
-        if let Err(e) = self.file.write_all(&self.staged) {
+        if let Err(e) = (&*self.file).write_all(&self.staged) {
             self.fail(format!("write failed: {e}"));
             return;
         }
         self.bytes += self.staged.len() as u64;
         self.staged.clear();
         self.written += 1;
-        match self.policy {
+        match self.options.sync {
             SyncPolicy::None => self.durable = self.written,
-            SyncPolicy::Always => {
-                if self.sync_tx.send(self.written).is_err() {
-                    self.fail("the sync thread is gone".into());
-                    return;
-                }
-                self.in_flight = true;
+            SyncPolicy::EverySec => {
+                self.durable = self.written;
+                self.unsynced_since_ms.get_or_insert(self.now_ms);
             }
+            SyncPolicy::Always => self.request_sync(),
         }
+    }
+
+    fn request_sync(&mut self) {
+        if self
+            .sync_tx
+            .send((self.written, self.file.clone()))
+            .is_err()
+        {
+            self.fail("the sync thread is gone".into());
+            return;
+        }
+        self.in_flight = true;
     }
 
     /// Writes and syncs everything staged, waiting for it (for shutdown, when blocking is fine).
     pub fn finish(&mut self) {
-        while self.in_flight && self.failed.is_none() {
-            match self.sync_rx.recv() {
-                Ok((batch, Ok(()))) => {
-                    self.in_flight = false;
-                    self.durable = self.durable.max(batch);
+        loop {
+            while self.in_flight && self.failed.is_none() {
+                match self.sync_rx.recv() {
+                    Ok((batch, result)) => self.synced(batch, result),
+                    Err(_) => self.fail("the sync thread is gone".into()),
                 }
-                Ok((_, Err(e))) => {
-                    self.in_flight = false;
+            }
+            if self.failed.is_some() {
+                return;
+            }
+            self.kick();
+            if !self.in_flight && self.options.sync != SyncPolicy::Always && self.written > 0 {
+                // `everysec` and `none` sync once at a clean shutdown.
+                if let Err(e) = self.file.sync_data() {
                     self.fail(format!("fsync failed: {e}"));
                 }
-                Err(_) => self.fail("the sync thread is gone".into()),
+                self.unsynced_since_ms = None;
+                return;
             }
-        }
-        self.kick();
-        if self.in_flight {
-            self.finish();
+            if !self.in_flight {
+                return;
+            }
         }
     }
 
-    /// Takes finished syncs; returns true when the durable batch moved.
-    pub fn poll_syncs(&mut self) -> bool {
+    fn synced(&mut self, batch: u64, result: io::Result<()>) {
+        self.in_flight = false;
+        match result {
+            Ok(()) if self.options.sync == SyncPolicy::Always => {
+                self.durable = self.durable.max(batch)
+            }
+            Ok(()) => {}
+            Err(e) => self.fail(format!("fsync failed: {e}")),
+        }
+    }
+
+    /// Once per loop turn: takes finished syncs and compaction steps, starts the `everysec`
+    /// sync and compaction when due. Returns true when the durable batch moved.
+    pub fn poll(&mut self, now_ms: u64) -> bool {
+        self.now_ms = now_ms;
         let before = self.durable;
         while let Ok((batch, result)) = self.sync_rx.try_recv() {
-            self.in_flight = false;
-            match result {
-                Ok(()) => self.durable = self.durable.max(batch),
-                Err(e) => self.fail(format!("fsync failed: {e}")),
-            }
+            self.synced(batch, result);
         }
         self.kick();
+        if let Some(since) = self.unsynced_since_ms {
+            if !self.in_flight && self.failed.is_none() && now_ms >= since + EVERYSEC_MS {
+                self.unsynced_since_ms = None;
+                self.request_sync();
+            }
+        }
+        self.poll_compaction();
         self.durable != before
+    }
+
+    /// When [`Journal::poll`] must run next without any socket event (an `everysec` sync).
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.unsynced_since_ms.map(|t| t + EVERYSEC_MS)
+    }
+
+    fn poll_compaction(&mut self) {
+        while let Ok(done) = self.compact_rx.try_recv() {
+            match done {
+                Done::Prepared(g, Ok(file)) if self.failed.is_none() => {
+                    // Between batches: everything written so far is in the old file, and an
+                    // in-flight sync holds its own handle to it. `everysec` writes not yet
+                    // synced are in the old file: sync it now, the new one has nothing yet.
+                    if self.unsynced_since_ms.take().is_some() {
+                        self.request_sync();
+                    }
+                    self.file = Arc::new(file);
+                    self.generation = g;
+                    self.bytes = HEADER.len() as u64;
+                    if self.compact_tx.send(Task::Compact(g)).is_ok() {
+                        self.compaction = Compaction::Running;
+                    } else {
+                        self.compaction_failed("the compaction thread is gone".into());
+                    }
+                }
+                Done::Prepared(_, Ok(_)) => {
+                    self.compaction = Compaction::Idle {
+                        not_before_ms: u64::MAX,
+                    }
+                }
+                Done::Prepared(g, Err(e)) => self.compaction_failed(format!(
+                    "cannot create {}: {e}",
+                    self.dir.join(journal_name(g)).display()
+                )),
+                Done::Compacted(Ok(c)) => {
+                    log::info!(
+                        "compaction: snapshot of {} records ({} bytes) written in {} ms; removed \
+                         {} journal file(s) ({} bytes)",
+                        c.records,
+                        c.bytes,
+                        c.millis,
+                        c.removed,
+                        c.removed_bytes
+                    );
+                    self.snapshot_bytes = c.bytes;
+                    self.last_compaction = Some(c);
+                    self.compaction = Compaction::Idle { not_before_ms: 0 };
+                }
+                Done::Compacted(Err(e)) => self.compaction_failed(e),
+            }
+        }
+        if let Compaction::Idle { not_before_ms } = self.compaction {
+            if self.failed.is_none()
+                && self.now_ms >= not_before_ms
+                && self.bytes > self.options.compact_min_bytes.max(self.snapshot_bytes)
+            {
+                if self
+                    .compact_tx
+                    .send(Task::Prepare(self.generation + 1))
+                    .is_ok()
+                {
+                    self.compaction = Compaction::Preparing;
+                } else {
+                    self.compaction_failed("the compaction thread is gone".into());
+                }
+            }
+        }
+    }
+
+    fn compaction_failed(&mut self, why: String) {
+        log::error!(
+            "compaction failed: {why}; the journal goes on growing, next attempt in {} s",
+            COMPACT_RETRY_MS / 1000
+        );
+        self.compaction = Compaction::Idle {
+            not_before_ms: self.now_ms + COMPACT_RETRY_MS,
+        };
     }
 
     fn fail(&mut self, why: String) {
         log::error!(
             "journal {}: {why}; refusing writes until werk is restarted",
-            self.path.display()
+            self.dir.join(journal_name(self.generation)).display()
         );
         self.failed = Some(why);
     }
 }
 
-/// Makes a file creation in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::command::Command;
+    use crate::core::{ConnId, Core, CoreConfig};
+    use crate::journal::files::{journal_files, SNAPSHOT_FILE};
+    use std::time::{Duration, Instant};
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("werk-unit-writer-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn sorted_dump(core: &Core) -> Vec<String> {
+        let mut v = Vec::new();
+        core.dump(&mut |r| v.push(format!("{r:?}")));
+        v.sort();
+        v
+    }
+
+    /// Applies protocol lines to `core` and journals their records as one batch.
+    fn turn(core: &mut Core, j: &mut Journal, lines: &[String], now_ms: &mut u64) {
+        let clock = SystemClock::new();
+        for line in lines {
+            let cmd = Command::parse(line.as_bytes()).unwrap();
+            core.apply(ConnId(1), cmd, clock.now());
+        }
+        let records = std::mem::take(&mut core.effects().records);
+        j.stage(&records);
+        j.kick();
+        let need = j.needed();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while j.durable() < need {
+            assert!(Instant::now() < deadline, "sync never finished");
+            std::thread::sleep(Duration::from_millis(1));
+            *now_ms += 1;
+            j.poll(*now_ms);
+        }
+        assert!(j.failed().is_none());
+    }
+
+    #[test]
+    fn compaction_switches_files_and_recovery_rebuilds_the_same_state() {
+        let d = dir("compact");
+        let now = SystemClock::new().now();
+        let config = CoreConfig {
+            recording: true,
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(config, now, 1);
+        let options = Options {
+            sync: SyncPolicy::Always,
+            compact_min_bytes: 16 << 10,
+        };
+        let (mut j, found) = Journal::open(&d, options, Arc::new(|| {}), &mut |_| Ok(())).unwrap();
+        assert_eq!((found.generation, found.journal_exists), (1, false));
+        let mut now_ms = 0;
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Push, fetch and acknowledge until two compactions have happened.
+        while j.last_compaction().is_none_or(|c| c.generation < 3) {
+            assert!(Instant::now() < deadline, "no compaction");
+            let mut lines = Vec::new();
+            for _ in 0..20 {
+                n += 1;
+                lines.push(format!(
+                    r#"PUSH {{"jid":"job{n:08}","jobtype":"T","args":[{n}],"retry":3}}"#
+                ));
+            }
+            lines.push("FETCH default".into());
+            lines.push(format!(r#"ACK {{"jid":"job{:08}"}}"#, n - 19));
+            turn(&mut core, &mut j, &lines, &mut now_ms);
+        }
+        // Let a compaction the last turns started finish.
+        while j.compacting() {
+            assert!(Instant::now() < deadline, "compaction never finished");
+            std::thread::sleep(Duration::from_millis(1));
+            now_ms += 1;
+            j.poll(now_ms);
+        }
+        // The queue keeps growing, so the live state does too; a few more changes after the
+        // last switch land in the newest journal only.
+        turn(
+            &mut core,
+            &mut j,
+            &[
+                "QUEUE PAUSE default".into(),
+                r#"FAIL {"jid":"job00000002","message":"x"}"#.into(),
+            ],
+            &mut now_ms,
+        );
+        let c = j.last_compaction().unwrap();
+        assert!(c.removed >= 1 && c.records > 0 && c.bytes > 0, "{c:?}");
+        assert!(j.bytes() < j.snapshot_bytes().max(16 << 10) * 2);
+        let generation = j.generation();
+        let names: Vec<u64> = journal_files(&d).unwrap().iter().map(|x| x.0).collect();
+        assert_eq!(names, vec![generation], "covered journals are removed");
+        assert!(d.join(SNAPSHOT_FILE).exists());
+        let live = sorted_dump(&core);
+        drop(j);
+
+        let mut fresh = Core::new(CoreConfig::default(), now, 2);
+        let (j, found) = Journal::open(&d, options, Arc::new(|| {}), &mut |r| {
+            fresh.replay(r, now).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(found.generation, generation);
+        assert!(
+            found.snapshot_records > 0 && found.journal_records > 0,
+            "{found:?}"
+        );
+        assert_eq!(sorted_dump(&fresh), live);
+        drop(j);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn everysec_acknowledges_on_write_and_syncs_within_the_second() {
+        let d = dir("everysec");
+        let options = Options {
+            sync: SyncPolicy::EverySec,
+            ..Options::default()
+        };
+        let (mut j, _) = Journal::open(&d, options, Arc::new(|| {}), &mut |_| Ok(())).unwrap();
+        j.poll(1_000);
+        j.stage(&[Record::Flush]);
+        j.kick();
+        assert_eq!(j.durable(), 1, "durable once written");
+        assert_eq!(j.next_deadline_ms(), Some(1_000 + EVERYSEC_MS));
+        j.poll(1_999);
+        assert!(!j.in_flight);
+        j.poll(2_000);
+        assert!(j.in_flight, "sync requested at the deadline");
+        assert_eq!(j.next_deadline_ms(), None);
+        drop(j);
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }

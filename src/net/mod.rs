@@ -21,7 +21,7 @@ use crate::clock::{Clock, Now, SystemClock};
 use crate::command::{line::Status, parse_hello, Command};
 use crate::config::Config;
 use crate::core::{ConnId, Core, Response, WorkerState};
-use crate::journal::writer::Journal;
+use crate::journal::{self, writer::Journal};
 use crate::resp::Reply;
 use crate::timer::TimerWheel;
 use conn::{Conn, Phase, ReadOutcome};
@@ -127,8 +127,6 @@ impl Server {
                 }
             })
         };
-        let (journal, records) = Journal::open(&config.data_dir, config.sync, wake)
-            .map_err(|e| io::Error::other(e.to_string()))?;
         let mut core = Core::new(
             crate::core::CoreConfig {
                 recording: true,
@@ -137,19 +135,26 @@ impl Server {
             now,
             seed,
         );
-        for (i, record) in records.iter().enumerate() {
-            core.replay(record, now).map_err(|e| {
-                io::Error::other(format!(
-                    "journal {}: record {i} does not apply: {e}",
-                    config.data_dir.display()
-                ))
-            })?;
-        }
+        let options = journal::writer::Options {
+            sync: config.sync,
+            compact_min_bytes: config.compact_bytes_min,
+        };
+        let started = std::time::Instant::now();
+        let (journal, found) = Journal::open(&config.data_dir, options, wake, &mut |r| {
+            core.replay(r, now).map_err(|e| e.to_string())
+        })
+        .map_err(|e| io::Error::other(e.to_string()))?;
         log::info!(
-            "journal {}: replayed {} records ({} bytes)",
+            "data {}: recovered a snapshot of {} records ({} bytes) and {} journal records \
+             ({} bytes in {} file(s)) in {} ms; appending to generation {}",
             config.data_dir.display(),
-            records.len(),
-            journal.bytes()
+            found.snapshot_records,
+            found.snapshot_bytes,
+            found.journal_records,
+            found.journals_bytes,
+            found.journals,
+            started.elapsed().as_millis(),
+            journal.generation()
         );
         let (control_tx, control_rx) = channel();
         Ok(Server {
@@ -237,7 +242,7 @@ impl Server {
             // Control requests first: a signal sent before a client's command reaches the core
             // before that command, even when both arrive in one poll.
             self.control();
-            if self.journal.poll_syncs() || self.journal.failed().is_some() {
+            if self.journal.poll(now.mono_ms) || self.journal.failed().is_some() {
                 self.release_durable(now);
             }
             for event in events.iter() {
@@ -263,10 +268,14 @@ impl Server {
     }
 
     fn poll_timeout(&mut self) -> Option<Duration> {
-        let next = match (self.core.next_wakeup_ms(), self.timers.next_wakeup()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.core.next_wakeup_ms(),
+            self.timers.next_wakeup(),
+            self.journal.next_deadline_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let now = self.clock.now().mono_ms;
         next.map(|t| Duration::from_millis(t.saturating_sub(now)))
     }

@@ -1,0 +1,545 @@
+//! The data directory: which files it holds, and recovery (snapshot + journal replay).
+//!
+//! ```text
+//! DIR/LOCK                       flock'ed by the running werk
+//! DIR/snapshot.wrk               the live state as of the start of generation G (optional)
+//! DIR/journal-<G>.wrk            changes after the snapshot, G = the snapshot's generation
+//! DIR/journal-<G+1>.wrk ...      later generations (a compaction switched files)
+//! DIR/snapshot.tmp               a snapshot being written (ignored and removed at start)
+//! ```
+//! Generations are written with ten digits, so name order is generation order.
+
+use super::read::{ItemReader, ReadError};
+use super::record::{DecodeError, Item, HEADER, SNAPSHOT_HEADER};
+use crate::core::record::Record;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// The snapshot file.
+pub const SNAPSHOT_FILE: &str = "snapshot.wrk";
+/// A snapshot being written.
+pub const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// The lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The file name of journal generation `generation`.
+pub fn journal_name(generation: u64) -> String {
+    format!("journal-{generation:010}.wrk")
+}
+
+/// The generation of a journal file name.
+pub fn journal_generation(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("journal-")?.strip_suffix(".wrk")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The journal files in `dir`, oldest generation first.
+pub fn journal_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(g) = entry.file_name().to_str().and_then(journal_generation) {
+            out.push((g, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes a file creation, rename or removal in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Why a data directory cannot be recovered.
+#[derive(Debug)]
+pub enum RecoverError {
+    /// A file could not be read, cut or removed.
+    Io(PathBuf, io::Error),
+    /// A file is damaged where a torn write cannot explain it; werk will not serve it.
+    Corrupt(PathBuf, String),
+    /// A record does not fit the state rebuilt so far.
+    Replay(PathBuf, u64, String),
+}
+
+impl std::fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecoverError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            RecoverError::Corrupt(p, why) => write!(f, "{}: {why}", p.display()),
+            RecoverError::Replay(p, offset, why) => write!(
+                f,
+                "{}: the record at byte {offset} does not apply: {why}",
+                p.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecoverError {}
+
+/// What recovery found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The newest journal generation (appends continue there).
+    pub generation: u64,
+    /// Whether that journal file exists.
+    pub journal_exists: bool,
+    /// Size of the snapshot (0 without one).
+    pub snapshot_bytes: u64,
+    /// Records in the snapshot.
+    pub snapshot_records: u64,
+    /// Size of the newest journal after recovery.
+    pub journal_bytes: u64,
+    /// Bytes of every journal read.
+    pub journals_bytes: u64,
+    /// Journal files read.
+    pub journals: usize,
+    /// Journal records replayed.
+    pub journal_records: u64,
+    /// What was cut or ignored, one line each (logged by the caller).
+    pub notes: Vec<String>,
+}
+
+/// How recovery treats damage it can explain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// At server start: cut torn tails, remove leftovers of an interrupted compaction.
+    Repair,
+    /// Offline check or compaction: change nothing, report.
+    ReadOnly,
+}
+
+/// Reads the snapshot and the journals (those older than `before`, when given) of `dir`,
+/// handing every record to `apply` in order.
+///
+/// A torn tail (a partial record, or a zero-filled tail after a crash) is cut in
+/// [`Mode::Repair`] and reported in `notes`; damage anywhere else is [`RecoverError::Corrupt`].
+pub fn recover(
+    dir: &Path,
+    mode: Mode,
+    before: Option<u64>,
+    apply: &mut dyn FnMut(&Record) -> Result<(), String>,
+) -> Result<Recovered, RecoverError> {
+    let io_at = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| RecoverError::Io(p, e)
+    };
+    let mut found = Recovered::default();
+    let tmp = dir.join(SNAPSHOT_TMP);
+    if mode == Mode::Repair && tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(io_at(&tmp))?;
+        found.notes.push(format!(
+            "removed {} (an interrupted compaction)",
+            tmp.display()
+        ));
+    }
+    let journals = journal_files(dir).map_err(io_at(dir))?;
+    let snapshot = dir.join(SNAPSHOT_FILE);
+    let base = if snapshot.exists() {
+        let (generation, records, bytes) = read_snapshot(&snapshot, apply)?;
+        found.snapshot_bytes = bytes;
+        found.snapshot_records = records;
+        generation
+    } else {
+        journals.first().map_or(1, |j| j.0)
+    };
+    let mut expect = base;
+    let live: Vec<_> = journals
+        .iter()
+        .filter(|(g, _)| before.is_none_or(|b| *g < b))
+        .collect();
+    for (g, path) in &live {
+        if *g < base {
+            // Already in the snapshot: a compaction stopped before it removed this file.
+            if mode == Mode::Repair {
+                std::fs::remove_file(path).map_err(io_at(path))?;
+                found.notes.push(format!(
+                    "removed {} (already in the snapshot)",
+                    path.display()
+                ));
+            }
+            continue;
+        }
+        if *g != expect {
+            return Err(RecoverError::Corrupt(
+                path.clone(),
+                format!("journal generation {expect} is missing"),
+            ));
+        }
+        expect += 1;
+        // A damaged tail can be a torn write only in the newest journal that holds records: a
+        // later file gets its first batch only after this one's last batch was synced.
+        let last = live
+            .iter()
+            .rev()
+            .find(|(_, p)| std::fs::metadata(p).map_or(true, |m| m.len() > HEADER.len() as u64))
+            .is_none_or(|l| l.0 <= *g);
+        let (records, bytes) = read_journal(path, mode, last, &mut found.notes, apply)?;
+        found.journal_records += records;
+        found.journals_bytes += bytes;
+        found.journals += 1;
+        found.journal_bytes = bytes;
+        found.journal_exists = true;
+    }
+    found.generation = if found.journal_exists {
+        expect - 1
+    } else {
+        base
+    };
+    Ok(found)
+}
+
+/// Replays a snapshot; returns its generation, record count and size.
+fn read_snapshot(
+    path: &Path,
+    apply: &mut dyn FnMut(&Record) -> Result<(), String>,
+) -> Result<(u64, u64, u64), RecoverError> {
+    let corrupt = |why: String| RecoverError::Corrupt(path.to_path_buf(), why);
+    let file = File::open(path).map_err(|e| RecoverError::Io(path.to_path_buf(), e))?;
+    let reader = ItemReader::open(io::BufReader::new(file), SNAPSHOT_HEADER)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let Some(mut reader) = reader else {
+        return Err(corrupt("empty snapshot".into()));
+    };
+    let mut count = 0u64;
+    loop {
+        let at = reader.offset();
+        match reader.next_item() {
+            Ok(Some(Item::Record(r))) => {
+                apply(&r).map_err(|e| RecoverError::Replay(path.to_path_buf(), at, e))?;
+                count += 1;
+            }
+            Ok(Some(Item::SnapshotEnd {
+                generation,
+                records,
+            })) => {
+                if records != count {
+                    return Err(corrupt(format!(
+                        "the trailer counts {records} records, the file holds {count}"
+                    )));
+                }
+                return match reader.next_item() {
+                    Ok(None) => Ok((generation, count, reader.offset())),
+                    _ => Err(corrupt("bytes after the trailer".into())),
+                };
+            }
+            Ok(None) => return Err(corrupt("no trailer: the snapshot is incomplete".into())),
+            Err(e) => return Err(corrupt(e.to_string())),
+        }
+    }
+}
+
+/// Replays one journal file; returns its record count and (valid) size.
+fn read_journal(
+    path: &Path,
+    mode: Mode,
+    last: bool,
+    notes: &mut Vec<String>,
+    apply: &mut dyn FnMut(&Record) -> Result<(), String>,
+) -> Result<(u64, u64), RecoverError> {
+    let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
+    let file = File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let mut count = 0u64;
+    let stop = match ItemReader::open(io::BufReader::new(&file), HEADER) {
+        Ok(None) => Some(DecodeError::Torn { offset: 0 }),
+        Ok(Some(mut reader)) => loop {
+            let at = reader.offset();
+            match reader.next_item() {
+                Ok(Some(Item::Record(r))) => {
+                    apply(&r).map_err(|e| RecoverError::Replay(path.to_path_buf(), at, e))?;
+                    count += 1;
+                }
+                Ok(Some(Item::SnapshotEnd { .. })) => {
+                    break Some(DecodeError::Corrupt {
+                        offset: at as usize,
+                        reason: "snapshot trailer in a journal",
+                    })
+                }
+                Ok(None) => break None,
+                Err(ReadError::Io(e)) => return Err(io_err(e)),
+                Err(ReadError::Decode(e)) => break Some(e),
+            }
+        },
+        Err(ReadError::Io(e)) => return Err(io_err(e)),
+        Err(ReadError::Decode(e)) => Some(e),
+    };
+    let cut = match stop {
+        None => return Ok((count, size)),
+        Some(DecodeError::Torn { offset }) => offset as u64,
+        Some(DecodeError::Corrupt { offset, .. })
+            if last && zeros_from(&file, offset as u64).map_err(io_err)? =>
+        {
+            offset as u64
+        }
+        Some(e) => {
+            return Err(RecoverError::Corrupt(
+                path.to_path_buf(),
+                format!(
+                    "{e}; werk will not start on a damaged journal \
+                     (`werk journal check DIR` shows what is readable)"
+                ),
+            ))
+        }
+    };
+    if size == 0 {
+        // Created, not yet given its header: nothing was ever written to it.
+        if mode == Mode::Repair {
+            write_header(path).map_err(io_err)?;
+        }
+        return Ok((0, HEADER.len() as u64));
+    }
+    let dropped = size - cut;
+    notes.push(format!(
+        "{}: cut a torn tail at byte {cut} ({dropped} bytes dropped); kept {count} records",
+        path.display()
+    ));
+    if mode == Mode::Repair {
+        if cut < HEADER.len() as u64 {
+            write_header(path).map_err(io_err)?;
+        } else {
+            let f = OpenOptions::new().write(true).open(path).map_err(io_err)?;
+            f.set_len(cut).map_err(io_err)?;
+            f.sync_all().map_err(io_err)?;
+        }
+    }
+    Ok((count, cut.max(HEADER.len() as u64)))
+}
+
+/// True when every byte of `file` from `offset` on is zero (a tail the file system extended
+/// but never filled: a torn write, not damage).
+fn zeros_from(mut file: &File, offset: u64) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Creates (or empties) a journal file holding only the header, durably.
+pub fn write_header(path: &Path) -> io::Result<File> {
+    use std::io::Write;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    f.write_all(HEADER)?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::{encode, encode_snapshot_end};
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "werk-unit-files-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rec(tag: &str) -> Record {
+        Record::RemoveQueue { queue: tag.into() }
+    }
+
+    fn journal(dir: &Path, g: u64, recs: &[Record]) -> PathBuf {
+        let mut img = HEADER.to_vec();
+        for r in recs {
+            encode(r, &mut img);
+        }
+        let p = dir.join(journal_name(g));
+        std::fs::write(&p, img).unwrap();
+        p
+    }
+
+    fn snapshot(dir: &Path, g: u64, recs: &[Record], trailer_count: u64) {
+        let mut img = SNAPSHOT_HEADER.to_vec();
+        for r in recs {
+            encode(r, &mut img);
+        }
+        encode_snapshot_end(g, trailer_count, &mut img);
+        std::fs::write(dir.join(SNAPSHOT_FILE), img).unwrap();
+    }
+
+    fn run(dir: &Path, mode: Mode) -> Result<(Recovered, Vec<Record>), String> {
+        let mut seen = Vec::new();
+        let found = recover(dir, mode, None, &mut |r| {
+            seen.push(r.clone());
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok((found, seen))
+    }
+
+    #[test]
+    fn names_sort_in_generation_order() {
+        assert_eq!(journal_name(7), "journal-0000000007.wrk");
+        assert_eq!(journal_generation("journal-0000000007.wrk"), Some(7));
+        assert_eq!(journal_generation("journal-.wrk"), None);
+        assert_eq!(journal_generation("journal-12x.wrk"), None);
+        assert_eq!(journal_generation("snapshot.wrk"), None);
+        assert!(journal_name(9) < journal_name(10));
+    }
+
+    #[test]
+    fn snapshot_then_journals_in_order_and_covered_journals_removed() {
+        let d = dir("order");
+        let stale = journal(&d, 1, &[rec("stale")]);
+        snapshot(&d, 2, &[rec("a")], 1);
+        journal(&d, 2, &[rec("b")]);
+        journal(&d, 3, &[rec("c"), rec("d")]);
+        std::fs::write(d.join(SNAPSHOT_TMP), b"half a snapshot").unwrap();
+        let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
+        assert_eq!(seen, vec![rec("a"), rec("b"), rec("c"), rec("d")]);
+        assert!(stale.exists() && d.join(SNAPSHOT_TMP).exists(), "read-only");
+        let (found2, seen2) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen2, seen);
+        assert!(!stale.exists() && !d.join(SNAPSHOT_TMP).exists());
+        assert_eq!(found2.notes.len(), 2, "{:?}", found2.notes);
+        for f in [&found, &found2] {
+            assert_eq!(f.generation, 3);
+            assert!(f.journal_exists);
+            assert_eq!(f.journals, 2);
+            assert_eq!(f.snapshot_records, 1);
+            assert_eq!(f.journal_records, 3);
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_with_no_journal_yet_continues_at_its_generation() {
+        let d = dir("nojournal");
+        snapshot(&d, 5, &[rec("a")], 1);
+        let (found, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a")]);
+        assert_eq!((found.generation, found.journal_exists), (5, false));
+        let empty = dir("empty");
+        let (found, seen) = run(&empty, Mode::Repair).unwrap();
+        assert!(seen.is_empty());
+        assert_eq!((found.generation, found.journal_exists), (1, false));
+        std::fs::remove_dir_all(d).unwrap();
+        std::fs::remove_dir_all(empty).unwrap();
+    }
+
+    #[test]
+    fn a_missing_generation_or_a_bad_snapshot_is_refused() {
+        let d = dir("gap");
+        journal(&d, 1, &[rec("a")]);
+        journal(&d, 3, &[rec("c")]);
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("journal generation 2 is missing"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+
+        let d = dir("snap");
+        snapshot(&d, 1, &[rec("a"), rec("b")], 3);
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(
+            e.contains("the trailer counts 3 records, the file holds 2"),
+            "{e}"
+        );
+        let mut img = SNAPSHOT_HEADER.to_vec();
+        encode(&rec("a"), &mut img);
+        std::fs::write(d.join(SNAPSHOT_FILE), &img).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("no trailer: the snapshot is incomplete"), "{e}");
+        std::fs::write(d.join(SNAPSHOT_FILE), &img[..img.len() - 1]).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("torn record"), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn torn_and_zero_filled_tails_are_cut_only_in_repair_mode() {
+        let d = dir("tails");
+        let p = journal(&d, 1, &[rec("a"), rec("b")]);
+        let good = std::fs::metadata(&p).unwrap().len();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.extend_from_slice(&[0; 4096]);
+        std::fs::write(&p, &bytes).unwrap();
+        let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(found.journal_bytes, good);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), good + 4096);
+        let (found, _) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), good);
+        assert!(
+            found.notes[0].contains(&format!(
+                "cut a torn tail at byte {good} (4096 bytes dropped)"
+            )),
+            "{:?}",
+            found.notes
+        );
+        // Non-zero garbage after the last record is damage, not a torn write.
+        bytes.truncate(good as usize);
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7]);
+        std::fs::write(&p, &bytes).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("impossible length"), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn damage_in_an_older_journal_is_refused_unless_the_newer_ones_are_empty() {
+        let d = dir("older");
+        let p = journal(&d, 1, &[rec("a")]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.extend_from_slice(&[0; 16]);
+        std::fs::write(&p, &bytes).unwrap();
+        let newer = journal(&d, 2, &[rec("b")]);
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("journal-0000000001.wrk"), "{e}");
+        assert!(
+            e.contains("werk will not start on a damaged journal"),
+            "{e}"
+        );
+        // With nothing in the newer journal yet, the older one's tail is a torn write (the
+        // switch happened while its last batch was being synced).
+        journal(&d, 2, &[]);
+        let (found, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a")]);
+        assert_eq!(found.generation, 2);
+        assert!(
+            found.notes[0].contains("cut a torn tail"),
+            "{:?}",
+            found.notes
+        );
+        assert!(newer.exists());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_empty_or_header_torn_journal_gets_a_fresh_header() {
+        let d = dir("header");
+        let p = d.join(journal_name(1));
+        for content in [&b""[..], &b"WERK"[..]] {
+            std::fs::write(&p, content).unwrap();
+            let (found, seen) = run(&d, Mode::Repair).unwrap();
+            assert!(seen.is_empty());
+            assert_eq!(found.journal_bytes, HEADER.len() as u64);
+            assert_eq!(std::fs::read(&p).unwrap(), HEADER.to_vec());
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
