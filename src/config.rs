@@ -5,7 +5,7 @@
 //! two dashes, as with Go's flag package. Every limit is a named field with a default here.
 
 use crate::core::CoreConfig;
-use crate::journal::writer::SyncPolicy;
+use crate::journal::writer::{Faults, SyncPolicy};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -50,6 +50,8 @@ pub struct Config {
     pub sync: SyncPolicy,
     /// Compact when the journal is over this many bytes and over the last snapshot's size.
     pub compact_bytes_min: u64,
+    /// Injected storage faults, from `WERK_FAULTS` (a testing hook).
+    pub faults: Faults,
     /// The state machine's tunables.
     pub core: CoreConfig,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             write_buffer_max: 1 << 20,
             sync: SyncPolicy::Always,
             compact_bytes_min: 64 << 20,
+            faults: Faults::default(),
             core: CoreConfig::default(),
         }
     }
@@ -153,6 +156,9 @@ impl Config {
     {
         let mut c = Config::default();
         let mut env_name = env("FAKTORY_ENV").filter(|s| !s.is_empty());
+        if let Some(v) = env("WERK_FAULTS").filter(|s| !s.is_empty()) {
+            c.faults = Faults::parse(&v).map_err(|e| ConfigError(format!("WERK_FAULTS: {e}")))?;
+        }
         let (mut data_dir, mut config_dir) = (None, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -356,6 +362,16 @@ mod tests {
             5000
         );
         assert!(e(&["--compact-bytes-min", "100"], &[]).contains("at least 4096"));
+        let faults = run(
+            &[],
+            &[("WERK_FAULTS", "write-fail-after=3,sync-fail-after=0")],
+        )
+        .faults;
+        assert_eq!(
+            (faults.write_fail_after, faults.sync_fail_after),
+            (Some(3), Some(0))
+        );
+        assert!(e(&[], &[("WERK_FAULTS", "explode=1")]).contains("WERK_FAULTS"));
         let c = run(&["-e", "production"], &[("FAKTORY_SKIP_PASSWORD", "yes")]);
         assert_eq!(c.environment, Environment::Production);
         assert!(c.data_dir.starts_with("/var/lib/werk"));

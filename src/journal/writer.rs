@@ -65,6 +65,8 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Compact when the journal is over this size and over the last snapshot's size.
     pub compact_min_bytes: u64,
+    /// Injected storage faults (tests only; see [`Faults`]).
+    pub faults: Faults,
 }
 
 impl Default for Options {
@@ -72,7 +74,75 @@ impl Default for Options {
         Options {
             sync: SyncPolicy::Always,
             compact_min_bytes: 64 << 20,
+            faults: Faults::default(),
         }
+    }
+}
+
+/// A faulty storage layer for tests: after this many successful writes (or syncs) of journal
+/// batches, the next one fails (a write fails after writing half its bytes, as a full disk
+/// does). Set by the environment variable `WERK_FAULTS`, e.g.
+/// `write-fail-after=100` or `sync-fail-after=20`; documented as a testing hook only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Writes that succeed before one fails.
+    pub write_fail_after: Option<u64>,
+    /// Syncs that succeed before one fails.
+    pub sync_fail_after: Option<u64>,
+}
+
+impl Faults {
+    /// Parses `key=N[,key=N]`.
+    pub fn parse(s: &str) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or(format!("{part:?}: expected key=N"))?;
+            let n = v
+                .parse()
+                .map_err(|_| format!("{part:?}: N must be a whole number"))?;
+            match k {
+                "write-fail-after" => f.write_fail_after = Some(n),
+                "sync-fail-after" => f.sync_fail_after = Some(n),
+                _ => return Err(format!("{k:?}: use write-fail-after or sync-fail-after")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// A journal file as the writer and the sync thread use it, with the injected faults.
+#[derive(Debug)]
+struct Sink {
+    file: File,
+    writes_left: Arc<std::sync::atomic::AtomicU64>,
+    syncs_left: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Takes one from a fault budget; false when it was already spent (the operation fails).
+fn spend(budget: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering;
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+impl Sink {
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        if !spend(&self.writes_left) {
+            let half = &bytes[..bytes.len() / 2];
+            (&self.file).write_all(half)?;
+            return Err(io::Error::other("injected write failure (WERK_FAULTS)"));
+        }
+        (&self.file).write_all(bytes)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        if !spend(&self.syncs_left) {
+            return Err(io::Error::other("injected fsync failure (WERK_FAULTS)"));
+        }
+        self.file.sync_data()
     }
 }
 
@@ -117,7 +187,7 @@ enum Compaction {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    file: Arc<File>,
+    file: Arc<Sink>,
     generation: u64,
     _lock: File,
     options: Options,
@@ -128,7 +198,7 @@ pub struct Journal {
     /// `everysec`: monotonic time of the first write not yet covered by a sync request.
     unsynced_since_ms: Option<u64>,
     now_ms: u64,
-    sync_tx: Sender<(u64, Arc<File>)>,
+    sync_tx: Sender<(u64, Arc<Sink>)>,
     sync_rx: Receiver<(u64, io::Result<()>)>,
     failed: Option<String>,
     bytes: u64,
@@ -179,14 +249,14 @@ impl Journal {
             files::write_header(&path).map_err(io_err(&path))?
         };
         let bytes = file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
-        let (sync_tx, requests) = channel::<(u64, Arc<File>)>();
+        let (sync_tx, requests) = channel::<(u64, Arc<Sink>)>();
         let (done, sync_rx) = channel();
         let wake_sync = wake.clone();
         std::thread::Builder::new()
             .name("werk-sync".into())
             .spawn(move || {
                 for (batch, file) in requests {
-                    let result = file.sync_data();
+                    let result = file.sync();
                     if done.send((batch, result)).is_err() {
                         return;
                     }
@@ -201,9 +271,15 @@ impl Journal {
             .name("werk-compact".into())
             .spawn(move || compact::run(compact_dir, tasks, compact_done, wake))
             .map_err(io_err(dir))?;
+        let budget =
+            |n: Option<u64>| Arc::new(std::sync::atomic::AtomicU64::new(n.unwrap_or(u64::MAX)));
         let journal = Journal {
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file: Arc::new(Sink {
+                file,
+                writes_left: budget(options.faults.write_fail_after),
+                syncs_left: budget(options.faults.sync_fail_after),
+            }),
             generation: found.generation,
             _lock: lock,
             options,
@@ -279,7 +355,7 @@ impl Journal {
         if self.staged.is_empty() || self.in_flight || self.failed.is_some() {
             return;
         }
-        if let Err(e) = (&*self.file).write_all(&self.staged) {
+        if let Err(e) = self.file.write_all(&self.staged) {
             self.fail(format!("write failed: {e}"));
             return;
         }
@@ -323,7 +399,7 @@ impl Journal {
             self.kick();
             if !self.in_flight && self.options.sync != SyncPolicy::Always && self.written > 0 {
                 // `everysec` and `none` sync once at a clean shutdown.
-                if let Err(e) = self.file.sync_data() {
+                if let Err(e) = self.file.sync() {
                     self.fail(format!("fsync failed: {e}"));
                 }
                 self.unsynced_since_ms = None;
@@ -380,7 +456,11 @@ impl Journal {
                     if self.unsynced_since_ms.take().is_some() {
                         self.request_sync();
                     }
-                    self.file = Arc::new(file);
+                    self.file = Arc::new(Sink {
+                        file,
+                        writes_left: self.file.writes_left.clone(),
+                        syncs_left: self.file.syncs_left.clone(),
+                    });
                     self.generation = g;
                     self.bytes = HEADER.len() as u64;
                     if self.compact_tx.send(Task::Compact(g)).is_ok() {
@@ -507,6 +587,7 @@ mod tests {
         let options = Options {
             sync: SyncPolicy::Always,
             compact_min_bytes: 16 << 10,
+            ..Options::default()
         };
         let (mut j, found) = Journal::open(&d, options, Arc::new(|| {}), &mut |_| Ok(())).unwrap();
         assert_eq!((found.generation, found.journal_exists), (1, false));

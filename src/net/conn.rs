@@ -70,6 +70,9 @@ pub(super) struct Conn {
     pub holds: VecDeque<(u64, usize)>,
     /// Output produced since the last settle depends on journal records.
     pub needs_journal: bool,
+    /// Byte ranges of `wbuf`, not yet released, holding replies that acknowledge a journaled
+    /// change: if the journal fails they become `-ERR` (see [`Conn::refuse_held`]).
+    pub acks: VecDeque<(usize, usize)>,
     /// Listed in the server's touched list for this turn.
     pub touched: bool,
     /// Processing stopped because pending output reached its bound.
@@ -93,6 +96,7 @@ impl Conn {
             released: 0,
             holds: VecDeque::new(),
             needs_journal: false,
+            acks: VecDeque::new(),
             touched: false,
             stalled: false,
         }
@@ -131,6 +135,33 @@ impl Conn {
     /// Marks output up to `offset` as writable.
     pub fn release_to(&mut self, offset: usize) {
         self.released = self.released.max(offset.min(self.wbuf.len()));
+        while self.acks.front().is_some_and(|a| a.1 <= self.released) {
+            self.acks.pop_front();
+        }
+    }
+
+    /// Notes that `wbuf[start..]` (just written) acknowledges a journaled change.
+    pub fn mark_ack(&mut self, start: usize) {
+        if self.wbuf.len() > start {
+            self.acks.push_back((start, self.wbuf.len()));
+        }
+    }
+
+    /// The journal failed: every held reply that acknowledges a change becomes `refusal` (a
+    /// complete RESP error), the others stay as they are, and everything is released, in order.
+    pub fn refuse_held(&mut self, refusal: &[u8]) {
+        let held = self.wbuf.split_off(self.released);
+        let base = self.released;
+        let mut pos = 0;
+        for (start, end) in self.acks.drain(..) {
+            let (start, end) = (start - base, end - base);
+            self.wbuf.extend_from_slice(&held[pos..start]);
+            self.wbuf.extend_from_slice(refusal);
+            pos = end;
+        }
+        self.wbuf.extend_from_slice(&held[pos..]);
+        self.holds.clear();
+        self.released = self.wbuf.len();
     }
 
     /// Writes released output until it is all written or the socket is full.
@@ -157,6 +188,10 @@ impl Conn {
             self.released -= cut;
             for hold in self.holds.iter_mut() {
                 hold.1 -= cut;
+            }
+            for ack in self.acks.iter_mut() {
+                ack.0 -= cut;
+                ack.1 -= cut;
             }
         }
         Ok(())

@@ -138,6 +138,7 @@ impl Server {
         let options = journal::writer::Options {
             sync: config.sync,
             compact_min_bytes: config.compact_bytes_min,
+            faults: config.faults,
         };
         let started = std::time::Instant::now();
         let (journal, found) = Journal::open(&config.data_dir, options, wake, &mut |r| {
@@ -477,6 +478,9 @@ impl Server {
                 let batch = batch.max(conn.holds.back().map_or(0, |h| h.0));
                 if batch > self.journal.durable() {
                     conn.holds.push_back((batch, end));
+                    if self.journal.failed().is_some() {
+                        refuse_held(conn, self.journal.failed());
+                    }
                 } else {
                     conn.release_to(end);
                 }
@@ -496,7 +500,7 @@ impl Server {
     /// Releases held output of every connection up to the durable batch (at the start of a
     /// turn, after a sync finished). A released connection is driven: it may have stopped
     /// reading while its output was held. Held replies that can never become durable (the
-    /// journal failed) are never sent: their connections are closed.
+    /// journal failed) are never sent: they become `-ERR` (see [`refuse_held`]).
     fn release_durable(&mut self, now: Now) {
         let durable = self.journal.durable();
         let failed = self.journal.failed().is_some();
@@ -515,21 +519,13 @@ impl Server {
                 conn.holds.pop_front();
             }
             if failed && !conn.holds.is_empty() {
-                if let Some(conn) = self.conns[idx].take() {
-                    log::warn!(
-                        "{:?}: closing: its replies wait on a failed journal",
-                        conn.id
-                    );
-                    self.close(conn);
-                }
-            } else {
-                self.drive(idx, now);
+                refuse_held(conn, self.journal.failed());
             }
+            self.drive(idx, now);
         }
     }
 
-    /// Writes released output, and closes a connection that is done and fully written, or
-    /// whose held replies can never become durable.
+    /// Writes released output, and closes a connection that is done and fully written.
     fn settle(&mut self, idx: usize) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
@@ -538,11 +534,10 @@ impl Server {
             log::debug!("write error on {:?}: {e}", conn.id);
             conn.broken = true;
         }
-        let lost = self.journal.failed().is_some() && !conn.holds.is_empty();
         // At EOF, lines already received are answered first (a client may half-close after
         // END or after its last command); a partial last line is dropped.
         let done = conn.closing || (conn.eof && !matches!(conn.phase, Phase::Parked));
-        if conn.broken || lost || (done && conn.drained()) {
+        if conn.broken || (done && conn.drained()) {
             if let Some(conn) = self.conns[idx].take() {
                 self.close(conn);
             }
@@ -623,11 +618,16 @@ impl Server {
                 }
                 let records_before = self.core.effects().records.len();
                 let response = self.core.apply(conn.id, cmd, now);
-                if self.core.effects().records.len() > records_before {
-                    conn.needs_journal = true;
-                }
+                let journaled = self.core.effects().records.len() > records_before;
+                conn.needs_journal |= journaled;
                 match response {
-                    Response::Reply(r) => r.encode(&mut conn.wbuf),
+                    Response::Reply(r) => {
+                        let start = conn.wbuf.len();
+                        r.encode(&mut conn.wbuf);
+                        if journaled {
+                            conn.mark_ack(start);
+                        }
+                    }
                     Response::Parked => conn.phase = Phase::Parked,
                     Response::Close => conn.closing = true,
                 }
@@ -735,10 +735,12 @@ impl Server {
                     continue;
                 };
                 if let Some(conn) = self.conns[idx].as_mut() {
+                    let start = conn.wbuf.len();
                     reply.encode(&mut conn.wbuf);
                     conn.phase = Phase::Ready;
                     // A job handed to a parked fetcher was reserved by a record of this turn.
                     conn.needs_journal = true;
+                    conn.mark_ack(start);
                 }
                 self.drive(idx, now);
             }
@@ -751,6 +753,24 @@ impl Server {
             }
         }
     }
+}
+
+/// The journal failed: the held replies that acknowledge a change become `-ERR` (the change is
+/// applied in memory but not durable; a restart recovers what reached the disk), the others go
+/// out as they are. The connection stays open; later writes are refused with `-ERR` too.
+fn refuse_held(conn: &mut Conn, why: Option<&str>) {
+    let mut refusal = Vec::new();
+    Reply::err(format_args!(
+        "journal failed, this change is not durable: {}",
+        why.unwrap_or("unknown")
+    ))
+    .encode(&mut refusal);
+    log::warn!(
+        "{:?}: {} acknowledgement(s) refused: the journal failed",
+        conn.id,
+        conn.acks.len()
+    );
+    conn.refuse_held(&refusal);
 }
 
 /// Resident memory in MB, from /proc/self/statm (0 where that file does not exist).
