@@ -21,6 +21,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The snapshot is synced after each this many bytes.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
+
 /// Work for the compaction thread.
 #[derive(Debug)]
 pub(super) enum Task {
@@ -134,6 +137,7 @@ fn write_snapshot(core: &Core, generation: u64, path: &Path) -> io::Result<(u64,
     let mut records = 0u64;
     let mut buf = Vec::new();
     let mut failed = None;
+    let mut unsynced = 0u64;
     core.dump(&mut |r| {
         if failed.is_some() {
             return;
@@ -142,7 +146,19 @@ fn write_snapshot(core: &Core, generation: u64, path: &Path) -> io::Result<(u64,
         encode(&r, &mut buf);
         records += 1;
         bytes += buf.len() as u64;
-        if let Err(e) = w.write_all(&buf) {
+        unsynced += buf.len() as u64;
+        let mut step = || {
+            w.write_all(&buf)?;
+            if unsynced >= SYNC_EVERY_BYTES {
+                // Keep the dirty pages of the snapshot few: a burst of them would make the
+                // kernel throttle every writer, the loop's journal writes included.
+                unsynced = 0;
+                w.flush()?;
+                w.get_ref().sync_data()?;
+            }
+            Ok::<(), io::Error>(())
+        };
+        if let Err(e) = step() {
             failed = Some(e);
         }
     });

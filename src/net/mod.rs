@@ -105,6 +105,16 @@ pub struct Server {
     journal: Journal,
     touched: Vec<usize>,
     scratch: Vec<u8>,
+    turns: TurnWatch,
+}
+
+/// Slowest loop turns, for [`Server::watch_compaction`].
+#[derive(Debug, Default)]
+struct TurnWatch {
+    /// Since the last compaction ended.
+    between: Duration,
+    /// During the running compaction.
+    during: Option<Duration>,
 }
 
 impl Server {
@@ -179,6 +189,7 @@ impl Server {
             journal,
             touched: Vec::new(),
             scratch: vec![0; conn::READ_CHUNK],
+            turns: TurnWatch::default(),
         })
     }
 
@@ -238,6 +249,7 @@ impl Server {
                 }
                 return Err(e);
             }
+            let turn_started = std::time::Instant::now();
             let now = self.clock.now();
             self.refresh_memory(now);
             // Control requests first: a signal sent before a client's command reaches the core
@@ -262,10 +274,34 @@ impl Server {
             self.fire_timers(now);
             self.carry_out_effects(now);
             self.commit(now);
+            self.watch_compaction(turn_started.elapsed());
         }
         self.finish_journal();
         self.close_all();
         Ok(())
+    }
+
+    /// Tracks the slowest loop turn while a compaction runs, and logs it when it ends next to
+    /// the slowest turn between the previous compaction and this one (the baseline under the
+    /// same load), so the cost of compaction to the loop is measured, not assumed.
+    fn watch_compaction(&mut self, turn: Duration) {
+        let compacting = self.journal.compacting();
+        let w = &mut self.turns;
+        if compacting {
+            w.during = Some(w.during.map_or(turn, |t| t.max(turn)));
+            return;
+        }
+        match w.during.take() {
+            Some(during) => {
+                log::info!(
+                    "compaction: slowest loop turn while it ran {:.3} ms; before it {:.3} ms",
+                    during.as_secs_f64() * 1e3,
+                    w.between.as_secs_f64() * 1e3
+                );
+                w.between = turn;
+            }
+            None => w.between = w.between.max(turn),
+        }
     }
 
     fn poll_timeout(&mut self) -> Option<Duration> {
