@@ -458,17 +458,22 @@ fn snapshot(core: &Core) -> Snap {
     };
     for (name, q) in core.queues() {
         for job in &q.jobs {
-            assert_eq!(&*job.queue, name, "job {} sits in the wrong queue", job.jid);
-            put(&job.jid, Place::Queue(name.to_owned()), &mut s);
+            assert_eq!(
+                job.queue(),
+                name,
+                "job {} sits in the wrong queue",
+                job.jid()
+            );
+            put(job.jid(), Place::Queue(name.to_owned()), &mut s);
         }
     }
     for (jid, r) in core.working() {
-        assert_eq!(jid, &r.job.jid, "working set keyed by the wrong jid");
+        assert_eq!(&**jid, r.job.jid(), "working set keyed by the wrong jid");
         put(jid, Place::Working, &mut s);
     }
     for set in SetName::ALL {
         for (_, job) in core.set(set).iter() {
-            put(&job.jid, Place::Set(set), &mut s);
+            put(job.jid(), Place::Set(set), &mut s);
         }
     }
     let lens = core.working().len()
@@ -630,7 +635,7 @@ impl Harness {
             JidRef::InSet(i) => {
                 let all: Vec<String> = SetName::ALL
                     .iter()
-                    .flat_map(|s| self.core.set(*s).iter().map(|(_, j)| j.jid.to_string()))
+                    .flat_map(|s| self.core.set(*s).iter().map(|(_, j)| j.jid().to_string()))
                     .collect();
                 if all.is_empty() {
                     "nosuchjid".into()
@@ -860,7 +865,7 @@ impl Harness {
                             continue;
                         }
                         if let Some(j) = queue.jobs.front() {
-                            found = Some(j.jid.to_string());
+                            found = Some(j.jid().to_string());
                             break;
                         }
                     }
@@ -946,7 +951,7 @@ impl Harness {
 
     fn dead_may_go(&self, e: &mut Expect) {
         for (_, j) in self.core.set(SetName::Dead).iter() {
-            e.may_remove.insert(j.jid.to_string());
+            e.may_remove.insert(j.jid().to_string());
         }
     }
 
@@ -1204,7 +1209,7 @@ impl Harness {
             }
         }
         for (_, j) in self.core.set(SetName::Dead).iter() {
-            may_remove.insert(j.jid.to_string());
+            may_remove.insert(j.jid().to_string());
         }
         let mut turns = 0;
         loop {
@@ -1254,7 +1259,7 @@ impl Harness {
                 assert!(
                     k.at > self.now.wall,
                     "{set:?} entry {} due at {} still there at {}",
-                    j.jid,
+                    j.jid(),
                     k.at.to_rfc3339(),
                     self.now.wall.to_rfc3339()
                 );
@@ -1348,13 +1353,10 @@ impl Harness {
 /// dropped when its retry policy is 0, to the retry set while its failure count (0 on the first
 /// failure) is below the policy, else to the dead set. `None` means dropped.
 fn fail_destination(job: &Job) -> Option<SetName> {
-    let count = job
-        .failure
-        .as_ref()
-        .map_or(0, |f| f.retry_count.saturating_add(1));
-    if job.retry == 0 {
+    let count = job.failure().map_or(0, |f| f.retry_count.saturating_add(1));
+    if job.retry() == 0 {
         None
-    } else if count < job.retry {
+    } else if count < job.retry() {
         Some(SetName::Retries)
     } else {
         Some(SetName::Dead)
@@ -1431,7 +1433,7 @@ fn digest(core: &Core) -> Digest {
 fn select(core: &Core, set: SetName, filter: Option<&FilterInput>) -> Vec<String> {
     let entries = core.set(set).iter();
     let Some(f) = filter else {
-        return entries.map(|(_, j)| j.jid.to_string()).collect();
+        return entries.map(|(_, j)| j.jid().to_string()).collect();
     };
     let jids = f.jids.as_deref().unwrap_or_default();
     let jobtype = f.jobtype.as_deref().unwrap_or_default();
@@ -1449,12 +1451,12 @@ fn select(core: &Core, set: SetName, filter: Option<&FilterInput>) -> Vec<String
                 return jids.iter().any(|id| holds(&text, &field("jid", id)));
             }
             if pattern.is_empty() {
-                return jobtype.is_empty() || *j.jobtype == *jobtype;
+                return jobtype.is_empty() || j.jobtype() == jobtype;
             }
             glob::matches(pattern.as_bytes(), &text)
                 && (jobtype.is_empty() || holds(&text, &field("jobtype", jobtype)))
         })
-        .map(|(_, j)| j.jid.to_string())
+        .map(|(_, j)| j.jid().to_string())
         .collect()
 }
 

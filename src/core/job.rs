@@ -21,33 +21,129 @@ pub const RESERVE_FOR_MAX_SECS: i64 = 86_400;
 /// Shortest jid, in bytes.
 pub const JID_MIN_BYTES: usize = 8;
 
-/// A job held by the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A job held by the server, packed into one allocation (about 60 bytes plus its strings for a
+/// typical job; see [`Job::heap_bytes`]).
+///
+/// Layout of `packed` (private; built only by [`Job::pack`]):
+/// ```text
+/// flags:u8  enqueued_at:i64 (valid when ENQUEUED)
+/// retry reserve_for backtrace        zigzag LEB128 varints
+/// len(jid) len(jobtype) len(queue) len(args) [len(custom)] [len(at)] [len(created_at text)]
+///     [len(failure JSON)]            LEB128 varints, the bracketed ones when their flag is set
+/// [created_at:i64]                   when the text round-trips through `Timestamp` (no flag)
+/// jid jobtype queue args [custom] [at] [created_at text] [failure JSON]
+/// ```
+/// Mutable parts: `enqueued_at` in place; the failure by repacking (FAIL is rare next to PUSH).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Job {
-    /// Job id (at least 8 bytes).
-    pub jid: Box<str>,
+    packed: Box<[u8]>,
+}
+
+const F_CUSTOM: u8 = 1;
+const F_AT: u8 = 2;
+const F_CREATED_TEXT: u8 = 4;
+const F_ENQUEUED: u8 = 8;
+const F_FAILURE: u8 = 16;
+
+/// The fields of a job, borrowed, as [`Job::pack`] takes them and [`Job::fields`] gives them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fields<'a> {
+    /// Job id.
+    pub jid: &'a str,
     /// Handler name.
-    pub jobtype: Box<str>,
+    pub jobtype: &'a str,
     /// Queue name (validated).
-    pub queue: Box<str>,
+    pub queue: &'a str,
     /// Compact raw JSON array.
-    pub args: Box<str>,
+    pub args: &'a str,
     /// Compact raw JSON object, `None` when absent, null or `{}`.
-    pub custom: Option<Box<str>>,
+    pub custom: Option<&'a str>,
     /// Retry policy.
     pub retry: i64,
     /// Requested reservation in seconds, 0 when unset.
     pub reserve_for: i64,
     /// Backtrace lines the client should send, 0 when unset.
     pub backtrace: i64,
-    /// The `at` text as the client sent it (kept in the payload after enqueue).
-    pub at: Option<Box<str>>,
+    /// The `at` text as the client sent it.
+    pub at: Option<&'a str>,
     /// Creation time text (the client's, unvalidated, or the server's).
-    pub created_at: Box<str>,
-    /// Set each time the job enters a queue.
-    pub enqueued_at: Option<Box<str>>,
-    /// Failure record, once the job has failed.
-    pub failure: Option<Box<Failure>>,
+    pub created_at: Created<'a>,
+    /// When the job last entered a queue.
+    pub enqueued_at: Option<Timestamp>,
+    /// The failure object's canonical JSON, once the job has failed.
+    pub failure: Option<&'a str>,
+}
+
+/// `created_at`: a time when the text is exactly what [`Timestamp::to_rfc3339`] writes for it
+/// (8 bytes instead of about 30), the text otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created<'a> {
+    /// A time that formats back to the original text.
+    Time(Timestamp),
+    /// Any other text.
+    Text(&'a str),
+}
+
+impl Default for Created<'_> {
+    fn default() -> Self {
+        Created::Text("")
+    }
+}
+
+impl<'a> Created<'a> {
+    fn from_text(text: &'a str) -> Created<'a> {
+        match Timestamp::parse_rfc3339(text) {
+            Ok(t) if t.to_rfc3339() == text => Created::Time(t),
+            _ => Created::Text(text),
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A reader over a packed job. The bytes are always written by [`Job::pack`]; reads are
+/// bounds-checked anyway and yield empty values rather than panic.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some((&b, rest)) = self.0.split_first() else {
+                return v;
+            };
+            self.0 = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                break;
+            }
+        }
+        v
+    }
+    fn i64(&mut self) -> i64 {
+        let (head, rest) = self.0.split_at(self.0.len().min(8));
+        self.0 = rest;
+        head.try_into().map_or(0, i64::from_le_bytes)
+    }
+    fn str(&mut self, len: usize) -> &'a str {
+        let (head, rest) = self.0.split_at(self.0.len().min(len));
+        self.0 = rest;
+        std::str::from_utf8(head).unwrap_or_default()
+    }
 }
 
 /// The `failure` object (PROTOCOL.md §4.3).
@@ -141,6 +237,171 @@ pub struct NewJob {
 }
 
 impl Job {
+    /// Packs `f` into a job.
+    pub fn pack(f: &Fields<'_>) -> Job {
+        let mut flags = 0;
+        let mut lens = Vec::with_capacity(8);
+        let mut tail: Vec<&str> = Vec::with_capacity(8);
+        for s in [f.jid, f.jobtype, f.queue, f.args] {
+            lens.push(s.len());
+            tail.push(s);
+        }
+        for (flag, value) in [(F_CUSTOM, f.custom), (F_AT, f.at)] {
+            if let Some(s) = value {
+                flags |= flag;
+                lens.push(s.len());
+                tail.push(s);
+            }
+        }
+        let created_time = match f.created_at {
+            Created::Time(t) => Some(t),
+            Created::Text(s) => {
+                flags |= F_CREATED_TEXT;
+                lens.push(s.len());
+                tail.push(s);
+                None
+            }
+        };
+        if let Some(s) = f.failure {
+            flags |= F_FAILURE;
+            lens.push(s.len());
+            tail.push(s);
+        }
+        if f.enqueued_at.is_some() {
+            flags |= F_ENQUEUED;
+        }
+        let strings: usize = lens.iter().sum();
+        let mut out = Vec::with_capacity(1 + 8 + 3 * 2 + lens.len() * 2 + 8 + strings);
+        out.push(flags);
+        out.extend_from_slice(&f.enqueued_at.map_or(0, |t| t.0).to_le_bytes());
+        for v in [f.retry, f.reserve_for, f.backtrace] {
+            put_varint(&mut out, zigzag(v));
+        }
+        for len in lens {
+            put_varint(&mut out, len as u64);
+        }
+        if let Some(t) = created_time {
+            out.extend_from_slice(&t.0.to_le_bytes());
+        }
+        for s in tail {
+            out.extend_from_slice(s.as_bytes());
+        }
+        Job {
+            packed: out.into_boxed_slice(),
+        }
+    }
+
+    /// Every field, borrowed.
+    pub fn fields(&self) -> Fields<'_> {
+        let flags = self.packed.first().copied().unwrap_or(0);
+        let mut c = Cursor(self.packed.get(1..).unwrap_or_default());
+        let enqueued = c.i64();
+        let retry = unzigzag(c.varint());
+        let reserve_for = unzigzag(c.varint());
+        let backtrace = unzigzag(c.varint());
+        let mut len = |on: bool| on.then(|| c.varint() as usize);
+        let jid = len(true).unwrap_or(0);
+        let jobtype = len(true).unwrap_or(0);
+        let queue = len(true).unwrap_or(0);
+        let args = len(true).unwrap_or(0);
+        let custom = len(flags & F_CUSTOM != 0);
+        let at = len(flags & F_AT != 0);
+        let created_text = len(flags & F_CREATED_TEXT != 0);
+        let failure = len(flags & F_FAILURE != 0);
+        let created_time = created_text.is_none().then(|| Timestamp(c.i64()));
+        Fields {
+            jid: c.str(jid),
+            jobtype: c.str(jobtype),
+            queue: c.str(queue),
+            args: c.str(args),
+            custom: custom.map(|n| c.str(n)),
+            retry,
+            reserve_for,
+            backtrace,
+            at: at.map(|n| c.str(n)),
+            created_at: match (created_text, created_time) {
+                (Some(n), _) => Created::Text(c.str(n)),
+                (None, Some(t)) => Created::Time(t),
+                (None, None) => Created::Text(""),
+            },
+            enqueued_at: (flags & F_ENQUEUED != 0).then_some(Timestamp(enqueued)),
+            failure: failure.map(|n| c.str(n)),
+        }
+    }
+
+    /// Job id.
+    pub fn jid(&self) -> &str {
+        self.fields().jid
+    }
+
+    /// Handler name.
+    pub fn jobtype(&self) -> &str {
+        self.fields().jobtype
+    }
+
+    /// Queue name.
+    pub fn queue(&self) -> &str {
+        self.fields().queue
+    }
+
+    /// Retry policy.
+    pub fn retry(&self) -> i64 {
+        self.fields().retry
+    }
+
+    /// The `at` text, when the job had one.
+    pub fn at(&self) -> Option<&str> {
+        self.fields().at
+    }
+
+    /// The `created_at` text.
+    pub fn created_at(&self) -> String {
+        match self.fields().created_at {
+            Created::Time(t) => t.to_rfc3339(),
+            Created::Text(s) => s.to_owned(),
+        }
+    }
+
+    /// When the job last entered a queue.
+    pub fn enqueued_at(&self) -> Option<Timestamp> {
+        self.fields().enqueued_at
+    }
+
+    /// Stamps `enqueued_at` (in place).
+    pub fn set_enqueued_at(&mut self, t: Timestamp) {
+        if let Some(flags) = self.packed.first_mut() {
+            *flags |= F_ENQUEUED;
+        }
+        if let Some(slot) = self.packed.get_mut(1..9) {
+            slot.copy_from_slice(&t.0.to_le_bytes());
+        }
+    }
+
+    /// The failure record, decoded, once the job has failed.
+    pub fn failure(&self) -> Option<Failure> {
+        let text = self.fields().failure?;
+        serde_json::from_str::<FailureInput>(text)
+            .ok()
+            .map(|f| Failure::from_input(&f))
+    }
+
+    /// Replaces the failure record (repacks the job).
+    pub fn set_failure(&mut self, failure: &Failure) {
+        let mut text = Vec::new();
+        failure.write_json(&mut text);
+        let text = String::from_utf8(text).unwrap_or_default();
+        let fields = Fields {
+            failure: Some(&text),
+            ..self.fields()
+        };
+        *self = Job::pack(&fields);
+    }
+
+    /// Bytes this job holds on the heap (its one allocation).
+    pub fn heap_bytes(&self) -> usize {
+        self.packed.len()
+    }
+
     /// Validates a pushed job in Faktory's order (jid, jobtype, args, reserve_for, at, queue) and
     /// builds its stored form. `now` decides whether `at` is in the future and fills `created_at`.
     pub fn from_input(input: &JobInput<'_>, now: Timestamp) -> Result<NewJob, JobError> {
@@ -180,33 +441,33 @@ impl Job {
         }
         let custom = match input.custom.map(|r| r.get()) {
             None => None,
-            Some(raw) if raw.starts_with('{') => {
-                let compact = minify(raw);
-                (compact != "{}").then(|| compact.into_boxed_str())
-            }
+            Some(raw) if raw.starts_with('{') => Some(minify(raw)).filter(|c| c != "{}"),
             Some(_) => return Err(JobError::InvalidJson("custom must be a JSON object")),
         };
         let created_at = match input.created_at.as_deref() {
-            None | Some("") => now.to_rfc3339().into_boxed_str(),
-            Some(c) => c.into(),
+            None | Some("") => Created::Time(now),
+            Some(c) => Created::from_text(c),
         };
-        let job = Job {
-            jid: jid.into(),
-            jobtype: jobtype.into(),
-            queue: queue.into(),
-            args: minify(args).into_boxed_str(),
-            custom,
+        let failure = input.failure.as_ref().map(|f| {
+            let mut text = Vec::new();
+            Failure::from_input(f).write_json(&mut text);
+            String::from_utf8(text).unwrap_or_default()
+        });
+        let args = minify(args);
+        let job = Job::pack(&Fields {
+            jid,
+            jobtype,
+            queue,
+            args: &args,
+            custom: custom.as_deref(),
             retry: input.retry.unwrap_or(RETRY_DEFAULT),
             reserve_for,
             backtrace: input.backtrace.unwrap_or(0),
-            at: (!at_text.is_empty()).then(|| at_text.into()),
+            at: (!at_text.is_empty()).then_some(at_text),
             created_at,
             enqueued_at: None,
-            failure: input
-                .failure
-                .as_ref()
-                .map(|f| Box::new(Failure::from_input(f))),
-        };
+            failure: failure.as_deref(),
+        });
         Ok(NewJob { job, scheduled_for })
     }
 
@@ -217,67 +478,82 @@ impl Job {
         let input: JobInput<'_> =
             serde_json::from_str(text).map_err(|_| JobError::InvalidJson("stored job"))?;
         let mut job = Job::from_input(&input, now)?.job;
-        job.enqueued_at = input
-            .enqueued_at
-            .as_deref()
-            .filter(|e| !e.is_empty())
-            .map(Into::into);
+        if let Some(e) = input.enqueued_at.as_deref().filter(|e| !e.is_empty()) {
+            // Always werk's own text, which round-trips through `Timestamp`.
+            let t = Timestamp::parse_rfc3339(e)
+                .map_err(|_| JobError::InvalidJson("stored enqueued_at"))?;
+            job.set_enqueued_at(t);
+        }
         Ok(job)
     }
 
     /// The reservation length to apply at FETCH: 0 means the default, then clamped to
     /// [60, 86400] seconds.
     pub fn reservation_secs(&self) -> i64 {
-        if self.reserve_for == 0 {
-            RESERVE_FOR_DEFAULT_SECS
-        } else {
-            self.reserve_for
-                .clamp(RESERVE_FOR_MIN_SECS, RESERVE_FOR_MAX_SECS)
-        }
+        reservation_secs(self.fields().reserve_for)
     }
 
     /// Appends the canonical compact JSON form.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        let f = self.fields();
         out.extend_from_slice(b"{\"retry\":");
-        out.extend_from_slice(self.retry.to_string().as_bytes());
-        if let Some(f) = &self.failure {
+        out.extend_from_slice(f.retry.to_string().as_bytes());
+        if let Some(failure) = f.failure {
             out.extend_from_slice(b",\"failure\":");
-            f.write_json(out);
+            out.extend_from_slice(failure.as_bytes());
         }
-        if let Some(c) = &self.custom {
+        if let Some(c) = f.custom {
             out.extend_from_slice(b",\"custom\":");
             out.extend_from_slice(c.as_bytes());
         }
-        field_str(out, "jid", &self.jid);
-        field_str(out, "queue", &self.queue);
-        field_str(out, "jobtype", &self.jobtype);
-        if !self.created_at.is_empty() {
-            field_str(out, "created_at", &self.created_at);
+        field_str(out, "jid", f.jid);
+        field_str(out, "queue", f.queue);
+        field_str(out, "jobtype", f.jobtype);
+        match f.created_at {
+            Created::Time(t) => field_str(out, "created_at", &t.to_rfc3339()),
+            Created::Text("") => {}
+            Created::Text(s) => field_str(out, "created_at", s),
         }
-        if let Some(e) = &self.enqueued_at {
-            field_str(out, "enqueued_at", e);
+        if let Some(e) = f.enqueued_at {
+            field_str(out, "enqueued_at", &e.to_rfc3339());
         }
-        if let Some(a) = &self.at {
+        if let Some(a) = f.at {
             field_str(out, "at", a);
         }
         out.extend_from_slice(b",\"args\":");
-        out.extend_from_slice(self.args.as_bytes());
-        if self.reserve_for != 0 {
+        out.extend_from_slice(f.args.as_bytes());
+        if f.reserve_for != 0 {
             out.extend_from_slice(b",\"reserve_for\":");
-            out.extend_from_slice(self.reserve_for.to_string().as_bytes());
+            out.extend_from_slice(f.reserve_for.to_string().as_bytes());
         }
-        if self.backtrace != 0 {
+        if f.backtrace != 0 {
             out.extend_from_slice(b",\"backtrace\":");
-            out.extend_from_slice(self.backtrace.to_string().as_bytes());
+            out.extend_from_slice(f.backtrace.to_string().as_bytes());
         }
         out.push(b'}');
     }
 
     /// The canonical compact JSON form.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(160 + self.args.len());
+        let mut v = Vec::with_capacity(160 + self.packed.len());
         self.write_json(&mut v);
         v
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_json()))
+    }
+}
+
+/// The reservation length for a `reserve_for` value: 0 means the default, then clamped to
+/// [60, 86400] seconds.
+pub fn reservation_secs(reserve_for: i64) -> i64 {
+    if reserve_for == 0 {
+        RESERVE_FOR_DEFAULT_SECS
+    } else {
+        reserve_for.clamp(RESERVE_FOR_MIN_SECS, RESERVE_FOR_MAX_SECS)
     }
 }
 
@@ -485,14 +761,11 @@ mod tests {
         let j = push(r#"{"jid":"12345678","jobtype":"T","args":[],"at":"2026-07-01T12:00:00Z"}"#)
             .unwrap();
         assert!(j.scheduled_for.is_none());
-        assert_eq!(j.job.at.as_deref(), Some("2026-07-01T12:00:00Z"));
+        assert_eq!(j.job.at(), Some("2026-07-01T12:00:00Z"));
     }
 
     #[test]
     fn reservation_bounds() {
-        let mut j = push(r#"{"jid":"12345678","jobtype":"T","args":[]}"#)
-            .unwrap()
-            .job;
         for (asked, got) in [
             (0, 1800),
             (1, 60),
@@ -501,9 +774,87 @@ mod tests {
             (61, 61),
             (86_400, 86_400),
         ] {
-            j.reserve_for = asked;
-            assert_eq!(j.reservation_secs(), got);
+            let j = push(&format!(
+                r#"{{"jid":"12345678","jobtype":"T","args":[],"reserve_for":{asked}}}"#
+            ))
+            .unwrap()
+            .job;
+            assert_eq!(j.reservation_secs(), got, "{asked}");
         }
+    }
+
+    #[test]
+    fn packing_round_trips_every_field_and_mutation() {
+        let custom = r#"{"k":[1,2]}"#;
+        let failure = r#"{"failed_at":"x","retry_count":0,"remaining":3}"#;
+        let full = Fields {
+            jid: "jid-ü-12345",
+            jobtype: "Type",
+            queue: "q.1",
+            args: r#"[1,"two",{"3":4}]"#,
+            custom: Some(custom),
+            retry: -1,
+            reserve_for: -3,
+            backtrace: i64::MIN,
+            at: Some("2030-01-01T00:00:00Z"),
+            created_at: Created::Text("yesterday"),
+            enqueued_at: Some(Timestamp(-7)),
+            failure: Some(failure),
+        };
+        let minimal = Fields {
+            jid: "12345678",
+            jobtype: "T",
+            queue: "default",
+            args: "[]",
+            created_at: Created::Time(now()),
+            ..Fields::default()
+        };
+        for f in [full, minimal] {
+            let j = Job::pack(&f);
+            assert_eq!(format!("{:?}", j.fields()), format!("{f:?}"));
+            let again = Job::from_stored(&j.to_json(), now()).unwrap();
+            assert_eq!(again.to_json(), j.to_json());
+        }
+        let mut j = Job::pack(&minimal);
+        assert_eq!(j.enqueued_at(), None);
+        j.set_enqueued_at(now());
+        assert_eq!(j.enqueued_at(), Some(now()));
+        assert_eq!(j.jid(), "12345678");
+        let f = Failure {
+            retry_count: 2,
+            remaining: 1,
+            failed_at: "2026-07-01T12:00:00Z".into(),
+            message: "m".into(),
+            ..Failure::default()
+        };
+        j.set_failure(&f);
+        assert_eq!(j.failure(), Some(f));
+        assert_eq!(j.enqueued_at(), Some(now()), "kept across a repack");
+    }
+
+    #[test]
+    fn a_typical_job_is_small() {
+        let j = push(
+            r#"{"jid":"bench000000000001","jobtype":"Load","args":[1,"string",3],"queue":"bench"}"#,
+        )
+        .unwrap()
+        .job;
+        // 17 + 4 + 5 + 14 bytes of text, 16 of times, 8 of flags, numbers and lengths.
+        assert_eq!(j.heap_bytes(), 64);
+        assert_eq!(std::mem::size_of::<Job>(), 16);
+    }
+
+    #[test]
+    fn created_at_is_a_time_only_when_its_text_round_trips() {
+        assert_eq!(
+            Created::from_text("2026-07-01T12:00:00.5Z"),
+            Created::Time(now())
+        );
+        assert_eq!(
+            Created::from_text("2026-07-01T12:00:00.500Z"),
+            Created::Text("2026-07-01T12:00:00.500Z")
+        );
+        assert_eq!(Created::from_text("x"), Created::Text("x"));
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub struct Effects {
 #[derive(Debug, Default)]
 pub struct Queue {
     /// Jobs, oldest first.
-    pub jobs: VecDeque<Box<Job>>,
+    pub jobs: VecDeque<Job>,
     /// FETCH skips a paused queue.
     pub paused: bool,
 }
@@ -111,7 +111,7 @@ pub struct Queue {
 #[derive(Debug)]
 pub struct Reservation {
     /// The job.
-    pub job: Box<Job>,
+    pub job: Job,
     /// The worker holding it ("" for producers).
     pub wid: Box<str>,
     /// When it was fetched.
@@ -434,7 +434,7 @@ impl Core {
     }
 
     fn accept(&mut self, new: job::NewJob, now: Now) {
-        let job = Box::new(new.job);
+        let job = new.job;
         match new.scheduled_for {
             Some(at) => self.set_add(SetName::Scheduled, at, job, now),
             None => self.enqueue(job, now, true),
@@ -443,16 +443,16 @@ impl Core {
 
     /// Appends a job to its queue (stamping `enqueued_at` when `stamp`), then hands jobs to
     /// fetchers waiting on that queue.
-    fn enqueue(&mut self, mut job: Box<Job>, now: Now, stamp: bool) {
+    fn enqueue(&mut self, mut job: Job, now: Now, stamp: bool) {
         if stamp {
-            job.enqueued_at = Some(now.wall.to_rfc3339().into_boxed_str());
+            job.set_enqueued_at(now.wall);
         }
         if self.config.recording {
             self.effects
                 .records
                 .push(Record::Enqueue { job: job.to_json() });
         }
-        let name = job.queue.clone();
+        let name: Box<str> = job.queue().into();
         match self.queues.get_mut(&name) {
             Some(q) => q.jobs.push_back(job),
             None => {
@@ -507,23 +507,23 @@ impl Core {
     }
 
     /// Moves a job into the working set and returns the FETCH reply carrying it.
-    fn reserve(&mut self, job: Box<Job>, wid: Box<str>, now: Now) -> Reply {
+    fn reserve(&mut self, job: Job, wid: Box<str>, now: Now) -> Reply {
         let json = job.to_json();
         let secs = job.reservation_secs();
         let expires_at = now.wall.add_secs(secs);
         let deadline = now.mono_ms + u64::try_from(secs).unwrap_or(0) * 1000;
         let timer = self
             .timers
-            .insert(deadline, TimerEvent::ReservationExpired(job.jid.clone()));
+            .insert(deadline, TimerEvent::ReservationExpired(job.jid().into()));
         if self.config.recording {
             self.effects.records.push(Record::Reserve {
-                queue: job.queue.clone(),
-                jid: job.jid.clone(),
+                queue: job.queue().into(),
+                jid: job.jid().into(),
                 wid: wid.clone(),
                 expires_at,
             });
         }
-        let jid = job.jid.clone();
+        let jid = job.jid().into();
         let reservation = Reservation {
             job,
             wid,
@@ -536,7 +536,7 @@ impl Core {
             // reservation table is keyed by jid, so the older copy's reservation is replaced.
             log::warn!(
                 "jid {} reserved twice; the older reservation is dropped",
-                old.job.jid
+                old.job.jid()
             );
             self.timers.cancel(old.timer);
         }
@@ -592,7 +592,7 @@ impl Core {
     fn ack(&mut self, ack: &AckInput<'_>, now: Now) -> Reply {
         if let Some(r) = self.working.remove(&*ack.jid) {
             self.timers.cancel(r.timer);
-            self.release_record(&r.job.jid);
+            self.release_record(r.job.jid());
             self.count(now, 1, 0);
         }
         Reply::Ok
@@ -604,7 +604,7 @@ impl Core {
             return Reply::err(format_args!("Job not found {jid}"));
         };
         self.timers.cancel(r.timer);
-        self.release_record(&r.job.jid);
+        self.release_record(r.job.jid());
         let backtrace = fail.backtrace.as_deref().unwrap_or_default();
         self.fail_job(
             r.job,
@@ -627,7 +627,7 @@ impl Core {
     /// The failure path shared by FAIL and reservation expiry (PROTOCOL.md §5.4).
     fn fail_job(
         &mut self,
-        mut job: Box<Job>,
+        mut job: Job,
         errtype: &str,
         message: &str,
         backtrace: &[String],
@@ -641,9 +641,9 @@ impl Core {
             .take(BACKTRACE_LINES_MAX)
             .map(|l| l.as_str().into())
             .collect();
-        let retry = job.retry;
-        let failure = match job.failure.take() {
-            None => Box::new(Failure {
+        let retry = job.retry();
+        let mut failure = match job.failure() {
+            None => Failure {
                 retry_count: 0,
                 remaining: retry,
                 failed_at: now.wall.to_rfc3339().into_boxed_str(),
@@ -651,7 +651,7 @@ impl Core {
                 message: message.into(),
                 errtype: errtype.into(),
                 backtrace,
-            }),
+            },
             Some(mut f) => {
                 f.retry_count = f.retry_count.saturating_add(1);
                 if f.remaining > 0 {
@@ -664,17 +664,16 @@ impl Core {
             }
         };
         let count = failure.retry_count;
-        job.failure = Some(failure);
         if retry == 0 {
             return;
         }
         if count < retry {
             let next_at = now.wall.add_secs(self.backoff_secs(count));
-            if let Some(f) = job.failure.as_mut() {
-                f.next_at = Some(next_at.to_rfc3339().into_boxed_str());
-            }
+            failure.next_at = Some(next_at.to_rfc3339().into_boxed_str());
+            job.set_failure(&failure);
             self.set_add(SetName::Retries, next_at, job, now);
         } else {
+            job.set_failure(&failure);
             self.add_dead(job, now);
         }
     }
@@ -696,7 +695,7 @@ impl Core {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn add_dead(&mut self, job: Box<Job>, now: Now) {
+    fn add_dead(&mut self, job: Job, now: Now) {
         let expiry = now.wall.add_secs(self.config.dead_ttl_secs);
         self.set_add(SetName::Dead, expiry, job, now);
         while self.dead.len() > self.config.dead_max {
@@ -706,7 +705,7 @@ impl Core {
             log::debug!(
                 "dead set over its cap of {}: dropped {}",
                 self.config.dead_max,
-                job.jid
+                job.jid()
             );
             self.set_remove_record(SetName::Dead, key);
             self.stats.dead_trimmed += 1;
@@ -862,7 +861,7 @@ impl Core {
                 .collect();
         }
         set.iter()
-            .filter(|(_, j)| jobtype.is_empty() || *j.jobtype == *jobtype)
+            .filter(|(_, j)| jobtype.is_empty() || j.jobtype() == jobtype)
             .map(|(k, _)| *k)
             .collect()
     }
@@ -925,8 +924,7 @@ impl Core {
                 .queues
                 .get(name)
                 .and_then(|q| q.jobs.front())
-                .and_then(|j| j.enqueued_at.as_deref())
-                .and_then(|t| Timestamp::parse_rfc3339(t).ok());
+                .and_then(|j| j.enqueued_at());
             let secs = oldest.map_or(0.0, |t| (t.nanos_until(now.wall).max(0) as f64) / 1e9);
             out.insert(name.to_owned(), serde_json::json!(secs));
         }
@@ -951,7 +949,7 @@ impl Core {
         }
     }
 
-    fn set_add(&mut self, set: SetName, at: Timestamp, job: Box<Job>, now: Now) {
+    fn set_add(&mut self, set: SetName, at: Timestamp, job: Job, now: Now) {
         self.seq += 1;
         let key = SetKey { at, seq: self.seq };
         if self.config.recording {
@@ -1111,14 +1109,13 @@ impl Core {
     fn replay_one(&mut self, rec: &Record, now: Now) -> Result<(), ReplayError> {
         let job = |json: &[u8]| {
             Job::from_stored(json, now.wall)
-                .map(Box::new)
                 .map_err(|_| ReplayError("a stored job does not decode"))
         };
         match rec {
             Record::Enqueue { job: json } => {
                 let job = job(json)?;
                 self.queues
-                    .entry(job.queue.clone())
+                    .entry(job.queue().into())
                     .or_default()
                     .jobs
                     .push_back(job);
@@ -1133,7 +1130,7 @@ impl Core {
                     .queues
                     .get_mut(queue)
                     .ok_or(ReplayError("reserve from a missing queue"))?;
-                if q.jobs.front().is_none_or(|j| j.jid != *jid) {
+                if q.jobs.front().is_none_or(|j| j.jid() != &**jid) {
                     return Err(ReplayError(
                         "reserve of a job not at the front of its queue",
                     ));
@@ -1208,7 +1205,7 @@ impl Core {
     pub fn dump(&self, emit: &mut dyn FnMut(Record)) {
         let mut working: BTreeMap<&str, Vec<&Reservation>> = BTreeMap::new();
         for r in self.working.values() {
-            working.entry(&r.job.queue).or_default().push(r);
+            working.entry(r.job.queue()).or_default().push(r);
         }
         for (name, q) in &self.queues {
             emit(Record::Pause {
@@ -1317,8 +1314,8 @@ fn dump_reservation(r: &Reservation, emit: &mut dyn FnMut(Record)) {
         job: r.job.to_json(),
     });
     emit(Record::Reserve {
-        queue: r.job.queue.clone(),
-        jid: r.job.jid.clone(),
+        queue: r.job.queue().into(),
+        jid: r.job.jid().into(),
         wid: r.wid.clone(),
         expires_at: r.expires_at,
     });

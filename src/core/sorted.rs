@@ -45,7 +45,7 @@ impl SetName {
 /// A time-ordered set of jobs.
 #[derive(Debug, Default)]
 pub struct SortedSet {
-    entries: BTreeMap<SetKey, Box<Job>>,
+    entries: BTreeMap<SetKey, Job>,
 }
 
 impl SortedSet {
@@ -60,12 +60,12 @@ impl SortedSet {
     }
 
     /// Adds an entry.
-    pub fn insert(&mut self, key: SetKey, job: Box<Job>) {
+    pub fn insert(&mut self, key: SetKey, job: Job) {
         self.entries.insert(key, job);
     }
 
     /// Removes an entry.
-    pub fn remove(&mut self, key: &SetKey) -> Option<Box<Job>> {
+    pub fn remove(&mut self, key: &SetKey) -> Option<Job> {
         self.entries.remove(key)
     }
 
@@ -75,7 +75,7 @@ impl SortedSet {
     }
 
     /// Removes the earliest entry if it is due at or before `now`.
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<(SetKey, Box<Job>)> {
+    pub fn pop_due(&mut self, now: Timestamp) -> Option<(SetKey, Job)> {
         match self.entries.first_key_value() {
             Some((k, _)) if k.at <= now => self.entries.pop_first(),
             _ => None,
@@ -83,13 +83,13 @@ impl SortedSet {
     }
 
     /// Removes the earliest entry.
-    pub fn pop_first(&mut self) -> Option<(SetKey, Box<Job>)> {
+    pub fn pop_first(&mut self) -> Option<(SetKey, Job)> {
         self.entries.pop_first()
     }
 
     /// Entries in time order.
     pub fn iter(&self) -> impl Iterator<Item = (&SetKey, &Job)> {
-        self.entries.iter().map(|(k, j)| (k, &**j))
+        self.entries.iter()
     }
 
     /// Removes every entry.

@@ -146,7 +146,7 @@ impl Harness {
         self.core
             .set(set)
             .iter()
-            .find(|(_, j)| &*j.jid == jid)
+            .find(|(_, j)| j.jid() == jid)
             .map(|(k, j)| (*k, serde_json::from_slice(&j.to_json()).unwrap()))
     }
 
@@ -155,7 +155,7 @@ impl Harness {
         self.core
             .set(set)
             .iter()
-            .map(|(_, j)| j.jid.to_string())
+            .map(|(_, j)| j.jid().to_string())
             .collect()
     }
 
@@ -163,7 +163,7 @@ impl Harness {
     fn queue_jids(&self, queue: &str) -> Vec<String> {
         self.core
             .queue_ref(queue)
-            .map(|q| q.jobs.iter().map(|j| j.jid.to_string()).collect())
+            .map(|q| q.jobs.iter().map(|j| j.jid().to_string()).collect())
             .unwrap_or_default()
     }
 
@@ -371,10 +371,10 @@ fn scheduled_job_is_promoted_at_its_time_and_wakes_a_fetcher() {
     assert_eq!(wake_jid(&wakes[0].1), "sched001");
     let job = &h.core.working()["sched001"].job;
     assert_eq!(
-        job.enqueued_at.as_deref(),
+        job.enqueued_at().map(|t| t.to_rfc3339()).as_deref(),
         Some(h.now().to_rfc3339().as_str())
     );
-    assert_eq!(job.at.as_deref(), Some(at.as_str()));
+    assert_eq!(job.at(), Some(at.as_str()));
     assert_eq!(h.core.stats().scheduled.enqueued, 1);
     // The woken fetcher's timeout went with it: the reservation timer is all that is left.
     assert_eq!(h.core.timer_count(), BASE_TIMERS + 1);
@@ -524,7 +524,10 @@ fn failure_fields_and_backoff() {
     h.advance(1);
     assert_eq!(h.wake_jids(), [(1, "failjob1".to_owned())]);
     let r = &h.core.working()["failjob1"];
-    assert_eq!(r.job.enqueued_at.as_deref(), Some(&*key.at.to_rfc3339()));
+    assert_eq!(
+        r.job.enqueued_at().map(|t| t.to_rfc3339()).as_deref(),
+        Some(&*key.at.to_rfc3339())
+    );
     assert_eq!(h.core.stats().retries.enqueued, 1);
 
     h.advance(2_000);
@@ -1539,7 +1542,7 @@ fn mutate_operations_targets_and_filters() {
                     .core
                     .set(target)
                     .iter()
-                    .map(|(k, j)| (*k, j.jid.to_string(), j.to_json()))
+                    .map(|(k, j)| (*k, j.jid().to_string(), j.to_json()))
                     .collect();
                 let picked: Vec<&(SetKey, String, Vec<u8>)> = before
                     .iter()
@@ -1576,7 +1579,7 @@ fn mutate_operations_targets_and_filters() {
                             .core
                             .set(SetName::Dead)
                             .iter()
-                            .map(|(k, j)| (*k, j.jid.to_string(), j.to_json()))
+                            .map(|(k, j)| (*k, j.jid().to_string(), j.to_json()))
                             .collect();
                         if target != SetName::Dead {
                             assert_eq!(h.jids(target), kept, "{what}");
@@ -1663,9 +1666,9 @@ fn mutate_filters_and_operations() {
     );
     assert_eq!(h.jids(SetName::Scheduled), ["sched-c1"]);
     let q = h.core.queue_ref("default").unwrap();
-    assert_eq!(&*q.jobs[0].jid, "sched-b1");
+    assert_eq!(q.jobs[0].jid(), "sched-b1");
     assert!(
-        q.jobs[0].enqueued_at.is_none(),
+        q.jobs[0].enqueued_at().is_none(),
         "requeue does not stamp enqueued_at"
     );
     h.ok(
@@ -1703,8 +1706,11 @@ fn requeue_keeps_failure_and_enqueued_at_and_wakes_a_fetcher() {
     h.ok(0, r#"MUTATE {"cmd":"requeue","target":"retries"}"#);
     assert_eq!(h.wake_jids(), [(2, "requeue1".to_owned())]);
     let job = &h.core.working()["requeue1"].job;
-    assert_eq!(job.enqueued_at.as_deref(), Some(enqueued_at.as_str()));
-    let f = job.failure.as_ref().unwrap();
+    assert_eq!(
+        job.enqueued_at().map(|t| t.to_rfc3339()).as_deref(),
+        Some(enqueued_at.as_str())
+    );
+    let f = job.failure().unwrap();
     assert_eq!((f.retry_count, &*f.message), (0, "m"));
     assert!(h.core.set(SetName::Retries).is_empty());
     assert_eq!(
@@ -2101,7 +2107,7 @@ fn pushb_error_texts_and_partial_success() {
     assert_eq!(h.queue_jids("default"), ["good0001"]);
     assert_eq!(h.queue_jids("other"), ["good0002"]);
     assert_eq!(h.jids(SetName::Scheduled), ["sched001"]);
-    let created = |h: &Harness, q: &str| h.core.queue_ref(q).unwrap().jobs[0].created_at.clone();
+    let created = |h: &Harness, q: &str| h.core.queue_ref(q).unwrap().jobs[0].created_at();
     assert_eq!(created(&h, "default"), created(&h, "other"));
     assert_eq!(&*created(&h, "default"), START);
 
@@ -2424,20 +2430,20 @@ fn snapshot(core: &Core) -> Result<Snapshot, String> {
             .position(|x| *x == name)
             .ok_or_else(|| format!("unexpected queue {name:?}"))?;
         for (pos, j) in q.jobs.iter().enumerate() {
-            if *j.queue != *name {
-                return Err(format!("{} of queue {} sits in {name}", j.jid, j.queue));
+            if j.queue() != name {
+                return Err(format!("{} of queue {} sits in {name}", j.jid(), j.queue()));
             }
             let key = SetKey {
                 at: Timestamp(0),
                 seq: pos as u64,
             };
-            let n = put(&mut s, &j.jid, Place::Queue(i), key)?;
+            let n = put(&mut s, j.jid(), Place::Queue(i), key)?;
             s.queues[i].push(n);
         }
     }
     for (jid, r) in core.working() {
-        if *r.job.jid != **jid {
-            return Err(format!("reservation {jid} holds {}", r.job.jid));
+        if r.job.jid() != &**jid {
+            return Err(format!("reservation {jid} holds {}", r.job.jid()));
         }
         let key = SetKey {
             at: r.expires_at,
@@ -2447,7 +2453,7 @@ fn snapshot(core: &Core) -> Result<Snapshot, String> {
     }
     for set in SetName::ALL {
         for (k, j) in core.set(set).iter() {
-            put(&mut s, &j.jid, Place::Set(set), *k)?;
+            put(&mut s, j.jid(), Place::Set(set), *k)?;
         }
     }
     Ok(s)
@@ -3451,13 +3457,12 @@ fn check_enqueued_at(
             s.h.core
                 .queue_ref(SIM_QUEUES[q])
                 .and_then(|q| q.jobs.get(pos as usize))
-                .map(|j| &**j)
         }
-        Place::Working => s.h.core.working().get(jid.as_str()).map(|r| &*r.job),
+        Place::Working => s.h.core.working().get(jid.as_str()).map(|r| &r.job),
         Place::Set(_) => None,
     };
-    let got = job.and_then(|j| j.enqueued_at.as_deref());
-    if got != Some(now.to_rfc3339().as_str()) {
+    let got = job.and_then(|j| j.enqueued_at()).map(|t| t.to_rfc3339());
+    if got.as_deref() != Some(now.to_rfc3339().as_str()) {
         return Err(format!("{jid} entered {place:?} with enqueued_at {got:?}"));
     }
     Ok(())
@@ -3496,8 +3501,7 @@ fn check_failure(
             .map(|(_, j)| j)
             .ok_or_else(|| format!("{jid} not at its key"))?;
     let f = job
-        .failure
-        .as_ref()
+        .failure()
         .ok_or_else(|| format!("{jid} failed without a failure record"))?;
     let remaining = if retry <= 0 {
         retry
@@ -3698,9 +3702,9 @@ fn check_state(h: &Harness, m: &Model, snap: &Snapshot) -> Result<(), String> {
             ));
         }
         for j in q.iter().flat_map(|q| q.jobs.iter()) {
-            let n = sim_num(&j.jid).unwrap_or(u32::MAX);
-            if j.enqueued_at.is_some() != job_of(n)?.stamped {
-                return Err(format!("{} enqueued_at {:?}", j.jid, j.enqueued_at));
+            let n = sim_num(j.jid()).unwrap_or(u32::MAX);
+            if j.enqueued_at().is_some() != job_of(n)?.stamped {
+                return Err(format!("{} enqueued_at {:?}", j.jid(), j.enqueued_at()));
             }
         }
     }
@@ -3719,10 +3723,10 @@ fn check_state(h: &Harness, m: &Model, snap: &Snapshot) -> Result<(), String> {
                 core.timers.deadline(r.timer)
             ));
         }
-        if r.job.enqueued_at.is_some() != job.stamped {
+        if r.job.enqueued_at().is_some() != job.stamped {
             return Err(format!(
                 "{jid} reserved with enqueued_at {:?}",
-                r.job.enqueued_at
+                r.job.enqueued_at()
             ));
         }
     }
@@ -3745,8 +3749,8 @@ fn check_state(h: &Harness, m: &Model, snap: &Snapshot) -> Result<(), String> {
         }
     }
     for (_, j) in core.set(SetName::Retries).iter() {
-        if j.failure.as_ref().is_none_or(|f| f.retry_count >= j.retry) {
-            return Err(format!("{} waits to retry with {:?}", j.jid, j.failure));
+        if j.failure().is_none_or(|f| f.retry_count >= j.retry()) {
+            return Err(format!("{} waits to retry with {:?}", j.jid(), j.failure()));
         }
     }
     if core.set(SetName::Dead).len() > SIM_DEAD_MAX {
@@ -4025,8 +4029,12 @@ fn canary_the_checker_catches_each_corruption() {
             |s| {
                 let q = SIM_QUEUES[queue_with(s, 1).unwrap()];
                 let gone = s.m.jobs.iter().position(|j| j.gone).unwrap() as u32;
-                let mut ghost = s.h.core.queue_ref(q).unwrap().jobs[0].clone();
-                ghost.jid = sim_jid(gone).into();
+                let src = s.h.core.queue_ref(q).unwrap().jobs[0].clone();
+                let jid = sim_jid(gone);
+                let ghost = Job::pack(&job::Fields {
+                    jid: &jid,
+                    ..src.fields()
+                });
                 s.h.core.queues.get_mut(q).unwrap().jobs.push_back(ghost);
             },
             true,
@@ -4114,7 +4122,7 @@ fn canary_the_checker_catches_each_corruption() {
             |s| lost_wakeup_setup(s).is_some(),
             |s| {
                 let (q, from) = lost_wakeup_setup(s).unwrap();
-                let mut job =
+                let job =
                     s.h.core
                         .queues
                         .get_mut(SIM_QUEUES[from])
@@ -4122,7 +4130,10 @@ fn canary_the_checker_catches_each_corruption() {
                         .jobs
                         .pop_back()
                         .unwrap();
-                job.queue = q.clone();
+                let job = Job::pack(&job::Fields {
+                    queue: &q,
+                    ..job.fields()
+                });
                 s.h.core.queues.get_mut(&q).unwrap().jobs.push_back(job);
                 s.m.prev = snapshot(&s.h.core).unwrap();
             },
