@@ -10,7 +10,7 @@
 //! Generations are written with ten digits, so name order is generation order.
 
 use super::read::{ItemReader, ReadError};
-use super::record::{DecodeError, Item, HEADER, SNAPSHOT_HEADER};
+use super::record::{decode_item, DecodeError, Item, HEADER, SNAPSHOT_HEADER};
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -271,6 +271,20 @@ fn read_journal(
     };
     let cut = match stop {
         None => return Ok((count, size)),
+        Some(DecodeError::Torn { offset })
+            if frame_after(&file, offset as u64).map_err(io_err)? =>
+        {
+            // A torn write leaves only a prefix of its record; whole records after the "torn"
+            // one mean its length field is damaged.
+            return Err(RecoverError::Corrupt(
+                path.to_path_buf(),
+                format!(
+                    "corrupt record at byte {offset}: its length runs past the end of the \
+                     file, yet whole records follow; werk will not start on a damaged journal \
+                     (`werk journal check DIR` shows what is readable)"
+                ),
+            ));
+        }
         Some(DecodeError::Torn { offset }) => offset as u64,
         Some(DecodeError::Corrupt { offset, .. })
             if last && zeros_from(&file, offset as u64).map_err(io_err)? =>
@@ -309,6 +323,17 @@ fn read_journal(
         }
     }
     Ok((count, cut.max(HEADER.len() as u64)))
+}
+
+/// True when a whole, valid frame starts somewhere after `offset` in `file` (the bytes after a
+/// genuinely torn record are a prefix of that one record; a valid frame among them means the
+/// record's length field is damaged). Reads the rest of the file, which is short for a torn
+/// tail; for a damage in the middle, the start is refused anyway.
+fn frame_after(mut file: &File, offset: u64) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    Ok((1..rest.len()).any(|i| matches!(decode_item(&rest[i..]), Ok(Some(_)))))
 }
 
 /// True when every byte of `file` from `offset` on is zero (a tail the file system extended
@@ -497,6 +522,39 @@ mod tests {
         std::fs::write(&p, &bytes).unwrap();
         let e = run(&d, Mode::Repair).unwrap_err();
         assert!(e.contains("impossible length"), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_length_with_records_after_it_is_refused_not_cut() {
+        let d = dir("midlen");
+        let p = journal(&d, 1, &[rec("a"), rec("b"), rec("c")]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let second = HEADER.len() + {
+            let mut one = Vec::new();
+            encode(&rec("a"), &mut one);
+            one.len()
+        };
+        // The length of the second record now runs 8 MiB past the end of the file.
+        bytes[second + 2] ^= 0x80;
+        std::fs::write(&p, &bytes).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains(&format!("corrupt record at byte {second}")), "{e}");
+        assert!(e.contains("whole records follow"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        // The same damage in the last record is a torn tail.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[second + 2] ^= 0x80;
+        let last = bytes.len() - {
+            let mut one = Vec::new();
+            encode(&rec("c"), &mut one);
+            one.len()
+        };
+        bytes[last + 2] ^= 0x80;
+        std::fs::write(&p, &bytes).unwrap();
+        let (found, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a"), rec("b")]);
+        assert!(found.notes[0].contains(&format!("cut a torn tail at byte {last}")));
         std::fs::remove_dir_all(d).unwrap();
     }
 
