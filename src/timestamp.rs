@@ -63,19 +63,50 @@ impl Timestamp {
 
     /// Appends the RFC 3339 UTC form with trimmed nanoseconds (`...:03.12Z`).
     pub fn write_rfc3339(self, out: &mut String) {
-        use std::fmt::Write;
+        let mut bytes = Vec::with_capacity(32);
+        self.write_rfc3339_bytes(&mut bytes);
+        out.push_str(&String::from_utf8_lossy(&bytes));
+    }
+
+    /// Appends the RFC 3339 UTC form to a byte buffer (the hot path of job JSON: no
+    /// formatting machinery, no allocation).
+    pub fn write_rfc3339_bytes(self, out: &mut Vec<u8>) {
         let (y, mo, d, h, mi, s, nanos) = self.split();
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-        if nanos != 0 {
-            let mut frac = format!("{nanos:09}");
-            while frac.ends_with('0') {
-                frac.pop();
-            }
-            out.push('.');
-            out.push_str(&frac);
+        if !(0..=9999).contains(&y) {
+            use std::io::Write;
+            // Years beyond four digits (saturated far futures): rare, the slow way.
+            let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+        } else {
+            let y = y as u32;
+            let two = |out: &mut Vec<u8>, v: u32| {
+                out.push(b'0' + (v / 10 % 10) as u8);
+                out.push(b'0' + (v % 10) as u8);
+            };
+            two(out, y / 100);
+            two(out, y % 100);
+            out.push(b'-');
+            two(out, mo);
+            out.push(b'-');
+            two(out, d);
+            out.push(b'T');
+            two(out, h);
+            out.push(b':');
+            two(out, mi);
+            out.push(b':');
+            two(out, s);
         }
-        out.push('Z');
+        if nanos != 0 {
+            let mut digits = [0u8; 9];
+            let mut n = nanos;
+            for slot in digits.iter_mut().rev() {
+                *slot = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            let len = 9 - digits.iter().rev().take_while(|&&c| c == b'0').count();
+            out.push(b'.');
+            out.extend_from_slice(&digits[..len]);
+        }
+        out.push(b'Z');
     }
 
     /// The RFC 3339 UTC form with trimmed nanoseconds.

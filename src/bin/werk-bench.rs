@@ -4,7 +4,15 @@
 //! clients do). Modes:
 //! - `push`: P connections PUSH (or PUSHB of `--batch` jobs) until `--jobs` are in;
 //! - `process`: jobs are loaded with PUSHB first, then C connections FETCH + ACK them all;
-//! - `mixed`: P producers and C consumers at once.
+//! - `mixed`: P producers and C consumers at once;
+//! - `idle`: opens `--connections` connections that only say HELLO and stay, while one probe
+//!   connection PUSHes for `--hold-secs`; prints the server's RSS per idle connection (`--pid`)
+//!   and the probe's latency;
+//! - `core`: no server at all: drives werk's state machine in-process (parse, apply, encode) for
+//!   `--jobs` PUSH + FETCH + ACK. Deterministic (a manual clock), so an instruction count of it
+//!   (`benches/guard.sh`, under callgrind) is a cheap regression guard.
+//!
+//! `--fail-ratio F` makes consumers FAIL that fraction of the jobs instead of ACKing them.
 //!
 //! Prints the command line, the machine, one summary line per figure (jobs/s, latency
 //! percentiles per command), its own CPU use (so you can see it is not the bottleneck) and,
@@ -26,11 +34,14 @@ struct Opts {
     jobs: usize,
     batch: usize,
     pid: Option<u32>,
+    fail_ratio: f64,
+    hold_secs: u64,
 }
 
 const USAGE: &str =
-    "usage: werk-bench [--url tcp://[:PASSWORD@]HOST:PORT] [--mode push|process|mixed] \
-[--connections N] [--consumers N] [--jobs N] [--batch B] [--pid SERVER_PID]";
+    "usage: werk-bench [--url tcp://[:PASSWORD@]HOST:PORT] [--mode push|process|mixed|idle|core] \
+[--connections N] [--consumers N] [--jobs N] [--batch B] [--fail-ratio F] [--hold-secs S] \
+[--pid SERVER_PID]";
 
 fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
@@ -41,6 +52,8 @@ fn parse_opts() -> Result<Opts, String> {
         jobs: 200_000,
         batch: 1,
         pid: None,
+        fail_ratio: 0.0,
+        hold_secs: 5,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -62,11 +75,24 @@ fn parse_opts() -> Result<Opts, String> {
             "--jobs" => o.jobs = num(&value)?.max(1),
             "--batch" => o.batch = num(&value)?.max(1),
             "--pid" => o.pid = Some(num(&value)? as u32),
+            "--hold-secs" => o.hold_secs = num(&value)? as u64,
+            "--fail-ratio" => {
+                o.fail_ratio = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| (0.0..=1.0).contains(f))
+                    .ok_or_else(|| format!("--fail-ratio: a number in [0, 1]: {value}"))?;
+            }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
-    if !matches!(o.mode.as_str(), "push" | "process" | "mixed") {
-        return Err(format!("--mode must be push, process or mixed\n{USAGE}"));
+    if !matches!(
+        o.mode.as_str(),
+        "push" | "process" | "mixed" | "idle" | "core"
+    ) {
+        return Err(format!(
+            "--mode must be push, process, mixed, idle or core\n{USAGE}"
+        ));
     }
     Ok(o)
 }
@@ -216,6 +242,7 @@ fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
         .map(|_| {
             let done = done.clone();
             let url = o.url.clone();
+            let fail_ratio = o.fail_ratio;
             std::thread::spawn(move || -> Result<(Lat, Lat), String> {
                 let mut c = Conn::open(&url)?;
                 let (mut fetch, mut ack) = (Lat::default(), Lat::default());
@@ -224,9 +251,18 @@ fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
                         Frame::Bulk(Some(body)) => {
                             let v: serde_json::Value =
                                 serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                            let line = format!(r#"ACK {{"jid":{}}}"#, v["jid"]);
-                            ack.time(|| c.call(line.as_bytes()))?;
-                            done.fetch_add(1, Ordering::Relaxed);
+                            let n = done.fetch_add(1, Ordering::Relaxed) as f64;
+                            // Deterministic share: job n fails when n * F crosses an integer.
+                            let fails = (n * fail_ratio).floor() < ((n + 1.0) * fail_ratio).floor();
+                            let line = if fails {
+                                format!(r#"FAIL {{"jid":{},"message":"bench"}}"#, v["jid"])
+                            } else {
+                                format!(r#"ACK {{"jid":{}}}"#, v["jid"])
+                            };
+                            match ack.time(|| c.call(line.as_bytes()))? {
+                                Frame::Simple(s) if s == "OK" => {}
+                                other => return Err(format!("ACK/FAIL failed: {other:?}")),
+                            }
                         }
                         Frame::Bulk(None) => {}
                         other => return Err(format!("fetch failed: {other:?}")),
@@ -282,9 +318,13 @@ fn run(o: &Opts) -> Result<(), String> {
         std::env::args().collect::<Vec<_>>().join(" ")
     );
     println!("machine: {cores} cores, {}", std::env::consts::ARCH);
+    if o.mode == "core" {
+        return core_mode(o.jobs);
+    }
     Conn::open(&o.url)?.call(b"FLUSH")?;
     let wall = Instant::now();
     match o.mode.as_str() {
+        "idle" => idle_mode(o)?,
         "push" => {
             let (secs, lat) = push_phase(o, o.connections, o.jobs, o.batch)?;
             println!(
@@ -300,9 +340,10 @@ fn run(o: &Opts) -> Result<(), String> {
             push_phase(o, o.connections, o.jobs, 1000)?;
             let (secs, fetch, ack) = process_phase(o, o.jobs)?;
             println!(
-                "process: {} jobs, {} consumers: {:.0} jobs/s (FETCH + ACK)",
+                "process: {} jobs, {} consumers, fail ratio {}: {:.0} jobs/s (FETCH + ACK/FAIL)",
                 o.jobs,
                 o.consumers,
+                o.fail_ratio,
                 o.jobs as f64 / secs
             );
             println!("  FETCH {}", fetch.summary());
@@ -343,6 +384,100 @@ fn run(o: &Opts) -> Result<(), String> {
             None => println!("server rss: unknown (no /proc/{pid}/status)"),
         }
     }
+    Ok(())
+}
+
+/// `--mode idle`: N connections that said HELLO and stay idle; a probe PUSHes meanwhile.
+fn idle_mode(o: &Opts) -> Result<(), String> {
+    let before = o.pid.and_then(server_rss_mb);
+    let start = Instant::now();
+    let mut idle = Vec::with_capacity(o.connections);
+    for i in 0..o.connections {
+        idle.push(Conn::open(&o.url).map_err(|e| format!("idle connection {i}: {e}"))?);
+    }
+    let opened = start.elapsed().as_secs_f64();
+    let after = o.pid.and_then(server_rss_mb);
+    let mut probe = Conn::open(&o.url)?;
+    let mut lat = Lat::default();
+    let hold = Instant::now();
+    let mut n = 0;
+    while hold.elapsed() < Duration::from_secs(o.hold_secs) {
+        let line = format!("PUSH {}", job_json(n));
+        match lat.time(|| probe.call(line.as_bytes()))? {
+            Frame::Simple(_) => n += 1,
+            other => return Err(format!("probe PUSH failed: {other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Every idle connection is still served.
+    for (i, c) in idle.iter_mut().enumerate() {
+        if !matches!(c.call(b"INFO")?, Frame::Bulk(Some(_))) {
+            return Err(format!("idle connection {i} was not answered"));
+        }
+    }
+    println!(
+        "idle: {} connections opened in {opened:.1} s; probe PUSH while they stay: {}",
+        o.connections,
+        lat.summary()
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        println!(
+            "idle: server rss {b:.1} MB before, {a:.1} MB with them open: {:.1} KB per connection",
+            (a - b) * 1024.0 / o.connections as f64
+        );
+    }
+    Ok(())
+}
+
+/// `--mode core`: the state machine alone, in-process: PUSH all, then FETCH + ACK all.
+fn core_mode(jobs: usize) -> Result<(), String> {
+    use werk::clock::{Clock, ManualClock};
+    use werk::command::Command;
+    use werk::core::{ConnId, Core, CoreConfig, Response};
+    let clock = ManualClock::new(
+        werk::timestamp::Timestamp::parse_rfc3339("2026-01-01T00:00:00Z")
+            .map_err(|e| e.to_string())?,
+    );
+    let config = CoreConfig {
+        recording: true,
+        ..CoreConfig::default()
+    };
+    let mut core = Core::new(config, clock.now(), 1);
+    let mut out = Vec::new();
+    let mut journal = Vec::new();
+    let start = Instant::now();
+    let mut apply = |core: &mut Core, line: &[u8]| -> Result<Vec<u8>, String> {
+        let cmd = Command::parse(line).map_err(|e| e.to_string())?;
+        out.clear();
+        match core.apply(ConnId(1), cmd, clock.now()) {
+            Response::Reply(r) => r.encode(&mut out),
+            other => return Err(format!("unexpected {other:?}")),
+        }
+        for r in core.effects().records.drain(..) {
+            werk::journal::record::encode(&r, &mut journal);
+        }
+        journal.clear();
+        Ok(out.clone())
+    };
+    for i in 0..jobs {
+        apply(&mut core, format!("PUSH {}", job_json(i)).as_bytes())?;
+    }
+    for i in 0..jobs {
+        let reply = apply(&mut core, b"FETCH bench")?;
+        if reply.len() < 10 {
+            return Err(format!("FETCH {i} got nothing"));
+        }
+        apply(
+            &mut core,
+            format!(r#"ACK {{"jid":"bench{i:012}"}}"#).as_bytes(),
+        )?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "core: {jobs} jobs through PUSH, FETCH and ACK (parse, apply, journal encode, reply): \
+         {:.0} ns per job",
+        secs * 1e9 / jobs as f64
+    );
     Ok(())
 }
 

@@ -139,11 +139,33 @@ impl<'a> Cursor<'a> {
         self.0 = rest;
         head.try_into().map_or(0, i64::from_le_bytes)
     }
-    fn str(&mut self, len: usize) -> &'a str {
+    fn bytes(&mut self, len: usize) -> &'a [u8] {
         let (head, rest) = self.0.split_at(self.0.len().min(len));
         self.0 = rest;
-        std::str::from_utf8(head).unwrap_or_default()
+        head
     }
+}
+
+/// A packed job's fields as raw bytes (no UTF-8 check: [`Job::write_json`] copies them).
+struct Raw<'a> {
+    retry: i64,
+    reserve_for: i64,
+    backtrace: i64,
+    jid: &'a [u8],
+    jobtype: &'a [u8],
+    queue: &'a [u8],
+    args: &'a [u8],
+    custom: Option<&'a [u8]>,
+    at: Option<&'a [u8]>,
+    created_text: Option<&'a [u8]>,
+    created_time: Option<Timestamp>,
+    enqueued_at: Option<Timestamp>,
+    failure: Option<&'a [u8]>,
+}
+
+/// Text that was a `&str` when packed.
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
 }
 
 /// The `failure` object (PROTOCOL.md §4.3).
@@ -291,8 +313,7 @@ impl Job {
         }
     }
 
-    /// Every field, borrowed.
-    pub fn fields(&self) -> Fields<'_> {
+    fn raw(&self) -> Raw<'_> {
         let flags = self.packed.first().copied().unwrap_or(0);
         let mut c = Cursor(self.packed.get(1..).unwrap_or_default());
         let enqueued = c.i64();
@@ -309,49 +330,69 @@ impl Job {
         let created_text = len(flags & F_CREATED_TEXT != 0);
         let failure = len(flags & F_FAILURE != 0);
         let created_time = created_text.is_none().then(|| Timestamp(c.i64()));
-        Fields {
-            jid: c.str(jid),
-            jobtype: c.str(jobtype),
-            queue: c.str(queue),
-            args: c.str(args),
-            custom: custom.map(|n| c.str(n)),
+        Raw {
             retry,
             reserve_for,
             backtrace,
-            at: at.map(|n| c.str(n)),
-            created_at: match (created_text, created_time) {
-                (Some(n), _) => Created::Text(c.str(n)),
+            jid: c.bytes(jid),
+            jobtype: c.bytes(jobtype),
+            queue: c.bytes(queue),
+            args: c.bytes(args),
+            custom: custom.map(|n| c.bytes(n)),
+            at: at.map(|n| c.bytes(n)),
+            created_text: created_text.map(|n| c.bytes(n)),
+            created_time,
+            enqueued_at: (flags & F_ENQUEUED != 0).then_some(Timestamp(enqueued)),
+            failure: failure.map(|n| c.bytes(n)),
+        }
+    }
+
+    /// Every field, borrowed.
+    pub fn fields(&self) -> Fields<'_> {
+        let r = self.raw();
+        Fields {
+            jid: text(r.jid),
+            jobtype: text(r.jobtype),
+            queue: text(r.queue),
+            args: text(r.args),
+            custom: r.custom.map(text),
+            retry: r.retry,
+            reserve_for: r.reserve_for,
+            backtrace: r.backtrace,
+            at: r.at.map(text),
+            created_at: match (r.created_text, r.created_time) {
+                (Some(t), _) => Created::Text(text(t)),
                 (None, Some(t)) => Created::Time(t),
                 (None, None) => Created::Text(""),
             },
-            enqueued_at: (flags & F_ENQUEUED != 0).then_some(Timestamp(enqueued)),
-            failure: failure.map(|n| c.str(n)),
+            enqueued_at: r.enqueued_at,
+            failure: r.failure.map(text),
         }
     }
 
     /// Job id.
     pub fn jid(&self) -> &str {
-        self.fields().jid
+        text(self.raw().jid)
     }
 
     /// Handler name.
     pub fn jobtype(&self) -> &str {
-        self.fields().jobtype
+        text(self.raw().jobtype)
     }
 
     /// Queue name.
     pub fn queue(&self) -> &str {
-        self.fields().queue
+        text(self.raw().queue)
     }
 
     /// Retry policy.
     pub fn retry(&self) -> i64 {
-        self.fields().retry
+        self.raw().retry
     }
 
     /// The `at` text, when the job had one.
     pub fn at(&self) -> Option<&str> {
-        self.fields().at
+        self.raw().at.map(text)
     }
 
     /// The `created_at` text.
@@ -364,7 +405,7 @@ impl Job {
 
     /// When the job last entered a queue.
     pub fn enqueued_at(&self) -> Option<Timestamp> {
-        self.fields().enqueued_at
+        self.raw().enqueued_at
     }
 
     /// Stamps `enqueued_at` (in place).
@@ -490,45 +531,45 @@ impl Job {
     /// The reservation length to apply at FETCH: 0 means the default, then clamped to
     /// [60, 86400] seconds.
     pub fn reservation_secs(&self) -> i64 {
-        reservation_secs(self.fields().reserve_for)
+        reservation_secs(self.raw().reserve_for)
     }
 
     /// Appends the canonical compact JSON form.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let f = self.fields();
+        let f = self.raw();
         out.extend_from_slice(b"{\"retry\":");
-        out.extend_from_slice(f.retry.to_string().as_bytes());
+        write_int(out, f.retry);
         if let Some(failure) = f.failure {
             out.extend_from_slice(b",\"failure\":");
-            out.extend_from_slice(failure.as_bytes());
+            out.extend_from_slice(failure);
         }
         if let Some(c) = f.custom {
             out.extend_from_slice(b",\"custom\":");
-            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(c);
         }
-        field_str(out, "jid", f.jid);
-        field_str(out, "queue", f.queue);
-        field_str(out, "jobtype", f.jobtype);
-        match f.created_at {
-            Created::Time(t) => field_str(out, "created_at", &t.to_rfc3339()),
-            Created::Text("") => {}
-            Created::Text(s) => field_str(out, "created_at", s),
+        field_bytes(out, "jid", f.jid);
+        field_bytes(out, "queue", f.queue);
+        field_bytes(out, "jobtype", f.jobtype);
+        match (f.created_text, f.created_time) {
+            (Some(b""), _) | (None, None) => {}
+            (Some(t), _) => field_bytes(out, "created_at", t),
+            (None, Some(t)) => field_time(out, "created_at", t),
         }
         if let Some(e) = f.enqueued_at {
-            field_str(out, "enqueued_at", &e.to_rfc3339());
+            field_time(out, "enqueued_at", e);
         }
         if let Some(a) = f.at {
-            field_str(out, "at", a);
+            field_bytes(out, "at", a);
         }
         out.extend_from_slice(b",\"args\":");
-        out.extend_from_slice(f.args.as_bytes());
+        out.extend_from_slice(f.args);
         if f.reserve_for != 0 {
             out.extend_from_slice(b",\"reserve_for\":");
-            out.extend_from_slice(f.reserve_for.to_string().as_bytes());
+            write_int(out, f.reserve_for);
         }
         if f.backtrace != 0 {
             out.extend_from_slice(b",\"backtrace\":");
-            out.extend_from_slice(f.backtrace.to_string().as_bytes());
+            write_int(out, f.backtrace);
         }
         out.push(b'}');
     }
@@ -607,6 +648,57 @@ impl Failure {
         out.extend_from_slice(b",\"remaining\":");
         out.extend_from_slice(self.remaining.to_string().as_bytes());
         out.push(b'}');
+    }
+}
+
+/// `,"name":` then `value` (text that was a `&str` when packed) as a JSON string.
+fn field_bytes(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    write_json_bytes(out, value);
+}
+
+/// `,"name":"<RFC 3339>"` (timestamps need no escaping).
+fn field_time(out: &mut Vec<u8>, name: &str, t: Timestamp) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    t.write_rfc3339_bytes(out);
+    out.push(b'"');
+}
+
+/// Appends an integer in decimal without the formatting machinery.
+fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// [`write_json_str`] for text held as bytes: copied as is when nothing in it needs an escape
+/// (the usual case), else escaped character by character. 0xE2 starts U+2028 and U+2029.
+fn write_json_bytes(out: &mut Vec<u8>, value: &[u8]) {
+    let plain = value
+        .iter()
+        .all(|&b| b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xE2));
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(value);
+        out.push(b'"');
+    } else {
+        write_json_str(out, text(value));
     }
 }
 
