@@ -106,6 +106,8 @@ pub struct Server {
     touched: Vec<usize>,
     scratch: Vec<u8>,
     turns: TurnWatch,
+    /// Indices of connections with held output (see [`Server::release_durable`]).
+    holding: Vec<usize>,
 }
 
 /// Slowest loop turns, for [`Server::watch_compaction`].
@@ -190,6 +192,7 @@ impl Server {
             touched: Vec::new(),
             scratch: vec![0; conn::READ_CHUNK],
             turns: TurnWatch::default(),
+            holding: Vec::new(),
         })
     }
 
@@ -513,6 +516,9 @@ impl Server {
                 let batch = if conn.needs_journal { needed } else { 0 };
                 let batch = batch.max(conn.holds.back().map_or(0, |h| h.0));
                 if batch > self.journal.durable() {
+                    if conn.holds.is_empty() {
+                        self.holding.push(idx);
+                    }
                     conn.holds.push_back((batch, end));
                     if self.journal.failed().is_some() {
                         refuse_held(conn, self.journal.failed());
@@ -533,15 +539,21 @@ impl Server {
         stalled
     }
 
-    /// Releases held output of every connection up to the durable batch (at the start of a
+    /// Releases held output of the connections that hold some, up to the durable batch (at the start of a
     /// turn, after a sync finished). A released connection is driven: it may have stopped
     /// reading while its output was held. Held replies that can never become durable (the
     /// journal failed) are never sent: they become `-ERR` (see [`refuse_held`]).
     fn release_durable(&mut self, now: Now) {
         let durable = self.journal.durable();
         let failed = self.journal.failed().is_some();
-        for idx in 0..self.conns.len() {
-            let Some(conn) = self.conns[idx].as_mut() else {
+        // Only connections that hold output are visited: O(holders), not O(connections). An
+        // index may be stale (the connection closed, or its slot was reused); it is skipped or
+        // visited harmlessly, and dropped once its connection holds nothing.
+        let mut holding = std::mem::take(&mut self.holding);
+        holding.sort_unstable();
+        holding.dedup();
+        for idx in holding {
+            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
             if conn.holds.is_empty() {
@@ -556,6 +568,9 @@ impl Server {
             }
             if failed && !conn.holds.is_empty() {
                 refuse_held(conn, self.journal.failed());
+            }
+            if !conn.holds.is_empty() {
+                self.holding.push(idx);
             }
             self.drive(idx, now);
         }
