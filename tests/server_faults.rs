@@ -193,3 +193,23 @@ fn a_full_file_system_refuses_writes_and_a_restart_after_freeing_space_recovers(
     drop(fs);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn an_ack_that_changes_nothing_waits_for_and_shares_the_fate_of_earlier_changes() {
+    // The second ACK finds the job already released by the first, whose record is not yet
+    // durable: its "+OK" speaks of that change, so it is held with it and refused with it.
+    let dir = temp_dir("ackfate");
+    let w = Werk::start_in(&dir, &[], &[("WERK_FAULTS", "sync-fail-after=2")]);
+    let mut raw = Raw::ready(w.addr, r#"{"v":2,"wid":"w1"}"#);
+    assert_eq!(raw.cmd(&format!("PUSH {}", big_job(0, 1))), harness::ok());
+    assert!(bulk(raw.cmd("FETCH q")).contains("disk000000"));
+    raw.send_bytes(b"ACK {\"jid\":\"disk000000\"}\r\nACK {\"jid\":\"disk000000\"}\r\n");
+    for n in 0..2 {
+        match raw.reply() {
+            Some(Frame::Error(e)) => assert!(e.starts_with(NOT_DURABLE), "ACK {n}: {e}"),
+            other => panic!("ACK {n}: {other:?}"),
+        }
+    }
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}

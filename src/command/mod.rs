@@ -181,6 +181,15 @@ impl fmt::Display for CommandError<'_> {
 impl std::error::Error for CommandError<'_> {}
 
 impl<'a> Command<'a> {
+    /// True for the commands whose reply speaks of stored state (PUSH, PUSHB, FETCH, ACK,
+    /// FAIL, FLUSH, MUTATE, QUEUE). Their reply must wait until every change made before it is
+    /// durable, even when the command itself changes nothing: an ACK of a job another
+    /// connection has just acknowledged says "+OK" about that other, maybe not yet durable,
+    /// change.
+    pub fn speaks_of_stored_state(&self) -> bool {
+        !matches!(self, Command::Beat(_) | Command::Info | Command::End)
+    }
+
     /// Parses one request line (terminator already removed).
     pub fn parse(line: &'a [u8]) -> Result<Command<'a>, CommandError<'a>> {
         let line = std::str::from_utf8(line).map_err(|_| CommandError::NotUtf8)?;

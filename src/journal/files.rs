@@ -539,7 +539,10 @@ mod tests {
         bytes[second + 2] ^= 0x80;
         std::fs::write(&p, &bytes).unwrap();
         let e = run(&d, Mode::Repair).unwrap_err();
-        assert!(e.contains(&format!("corrupt record at byte {second}")), "{e}");
+        assert!(
+            e.contains(&format!("corrupt record at byte {second}")),
+            "{e}"
+        );
         assert!(e.contains("whole records follow"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
         // The same damage in the last record is a torn tail.

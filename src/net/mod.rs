@@ -668,14 +668,17 @@ impl Server {
                     }
                 }
                 let records_before = self.core.effects().records.len();
+                let stored = cmd.speaks_of_stored_state();
                 let response = self.core.apply(conn.id, cmd, now);
                 let journaled = self.core.effects().records.len() > records_before;
-                conn.needs_journal |= journaled;
+                // Held until everything staged so far is durable (see
+                // `Command::speaks_of_stored_state`), and refused if that fails.
+                conn.needs_journal |= journaled || stored;
                 match response {
                     Response::Reply(r) => {
                         let start = conn.wbuf.len();
                         r.encode(&mut conn.wbuf);
-                        if journaled {
+                        if journaled || stored {
                             conn.mark_ack(start);
                         }
                     }
