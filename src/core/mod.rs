@@ -14,6 +14,7 @@
 //!   sits in the waiting list of each queue it named;
 //! - a worker has one armed beat timer and at least one connection.
 
+pub mod admin;
 pub mod glob;
 pub mod info;
 pub mod job;
@@ -32,6 +33,7 @@ use crate::command::{
 use crate::resp::Reply;
 use crate::timer::{TimerId, TimerWheel};
 use crate::timestamp::Timestamp;
+pub use admin::{job_matches, Selection, SetAction, SetPage};
 pub use info::FAKTORY_COMPAT_VERSION;
 pub use job::{Failure, Job, JobError};
 pub use record::Record;

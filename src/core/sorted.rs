@@ -69,6 +69,11 @@ impl SortedSet {
         self.entries.remove(key)
     }
 
+    /// The entry under `key`.
+    pub fn get(&self, key: &SetKey) -> Option<&Job> {
+        self.entries.get(key)
+    }
+
     /// The earliest key.
     pub fn first_key(&self) -> Option<SetKey> {
         self.entries.keys().next().copied()

@@ -7,6 +7,9 @@
 //! journal replay tests. Every test can fail: each asserts an exact value, text or boundary.
 
 use super::*;
+
+/// The Web UI's queries and actions.
+mod admin;
 use crate::clock::{Clock, ManualClock};
 use crate::command::Command;
 use serde_json::Value;
