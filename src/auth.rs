@@ -63,8 +63,24 @@ pub fn hash(password: &str, salt: &str, rounds: u32) -> [u8; 32] {
     d
 }
 
+/// 32 random bytes as hex, for the Web UI's CSRF token: from the OS (`/dev/urandom`), read once
+/// at startup, or (where that file cannot be read) from the standard library's randomly keyed
+/// hasher.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    let from_os = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !from_os {
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&random_u64().to_le_bytes());
+        }
+    }
+    hex::encode(bytes)
+}
+
 /// Compares without an early exit, so timing does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

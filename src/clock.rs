@@ -31,6 +31,23 @@ impl Now {
     }
 }
 
+/// Measures a short duration on the monotonic clock (journal sync latency), with microsecond
+/// resolution. Lives here because this is the one module that reads the clocks.
+#[derive(Debug)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    /// Starts measuring.
+    pub fn start() -> Stopwatch {
+        Stopwatch(Instant::now())
+    }
+
+    /// Microseconds since [`Stopwatch::start`].
+    pub fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Something that tells the time.
 pub trait Clock {
     /// Reads both clocks.

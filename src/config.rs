@@ -26,8 +26,12 @@ pub enum Environment {
 pub struct Config {
     /// Protocol listener address.
     pub bind: SocketAddr,
-    /// Web UI listener address text (served in a later release).
-    pub web_bind: String,
+    /// Web UI listener address; `None` turns the Web UI off (`-w off`, Faktory's `-w :0`).
+    pub web_bind: Option<SocketAddr>,
+    /// Most open Web UI connections; past it a new one gets `503` and is closed.
+    pub web_connections_max: usize,
+    /// Time a Web UI connection has, from accept, to send its request and read the response.
+    pub web_request_timeout_ms: u64,
     /// Storage directory (used by the journal in a later release).
     pub data_dir: PathBuf,
     /// Configuration directory.
@@ -60,7 +64,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 7419)),
-            web_bind: "127.0.0.1:7420".into(),
+            web_bind: Some(SocketAddr::from(([127, 0, 0, 1], 7420))),
+            web_connections_max: 64,
+            web_request_timeout_ms: 10_000,
             data_dir: default_dir(Environment::Development, "db"),
             config_dir: default_dir(Environment::Development, ""),
             environment: Environment::Development,
@@ -108,7 +114,8 @@ werk: a Faktory-compatible background-job server
 Usage: werk [flags]
 
   -b HOST:PORT          protocol listener (default 127.0.0.1:7419)
-  -w HOST:PORT          Web UI listener (default 127.0.0.1:7420; not served yet)
+  -w HOST:PORT          Web UI listener (default 127.0.0.1:7420); `-w off` (or
+                        Faktory's `-w :0`, or --no-web) turns the Web UI off
   -d DIR                data directory (default ~/.werk/db in development,
                         /var/lib/werk/db otherwise)
   -c DIR                config directory (default ~/.werk, /etc/werk otherwise)
@@ -120,6 +127,9 @@ Usage: werk [flags]
   --line-bytes-max N    longest command line in bytes (default 16777216)
   --connections-max N   most identified connections (default 2000)
   --dead-max N          most jobs kept in the dead set (default 100000)
+  --web-connections-max N  most open Web UI connections (default 64)
+  --web-timeout-ms N    time a Web UI client has to send its request and read the
+                        response, from accept (default 10000)
   --sync POLICY         always (fsync before every acknowledgement, default),
                         everysec (fsync within 1 s: power loss may take the last second)
                         or none (no fsync: survives a werk crash, not power loss)
@@ -175,6 +185,10 @@ impl Config {
             match name {
                 "v" | "version" => return Ok(Action::Version),
                 "h" | "help" => return Ok(Action::Help),
+                "no-web" => {
+                    c.web_bind = None;
+                    continue;
+                }
                 _ => {}
             }
             let value = match inline.or_else(|| args.next()) {
@@ -183,7 +197,11 @@ impl Config {
             };
             match name {
                 "b" => c.bind = resolve(&value, "-b")?,
-                "w" => c.web_bind = value,
+                "w" => c.web_bind = web_address(&value)?,
+                "web-connections-max" => c.web_connections_max = parse_num(&value, name, 1)?,
+                "web-timeout-ms" => {
+                    c.web_request_timeout_ms = parse_num(&value, name, 100)? as u64;
+                }
                 "d" => data_dir = Some(PathBuf::from(value)),
                 "c" => config_dir = Some(PathBuf::from(value)),
                 "e" => env_name = Some(value),
@@ -246,6 +264,15 @@ fn resolve(addr: &str, flag: &str) -> Result<SocketAddr, ConfigError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| ConfigError(format!("{flag}: {addr:?} is not a HOST:PORT address")))
+}
+
+/// `-w`: an address, or `off` (and Faktory's `:0`) for no Web UI. `127.0.0.1:0` is an
+/// ephemeral port, as for `-b`.
+fn web_address(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    match value {
+        "off" | ":0" => Ok(None),
+        _ => resolve(value, "-w").map(Some),
+    }
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, ConfigError> {
@@ -339,6 +366,19 @@ mod tests {
         assert_eq!(c.line_bytes_max, 1024);
         assert_eq!(c.password.as_deref(), Some("s3cret"));
         assert_eq!(run(&["-b", ":7419"], &[]).bind.to_string(), "0.0.0.0:7419");
+        assert_eq!(c.web_bind, None, "Faktory's -w :0 turns the Web UI off");
+        assert_eq!(run(&["-w", "off"], &[]).web_bind, None);
+        assert_eq!(run(&["--no-web"], &[]).web_bind, None);
+        assert_eq!(
+            run(&["-w", "127.0.0.1:0"], &[]).web_bind,
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+        assert_eq!(
+            run(&[], &[]).web_bind.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:7420")
+        );
+        let c = run(&["--web-timeout-ms", "500", "--web-connections-max=3"], &[]);
+        assert_eq!((c.web_request_timeout_ms, c.web_connections_max), (500, 3));
         assert!(matches!(parse(&["-v"], &[]), Ok(Action::Version)));
         assert!(matches!(parse(&["--help"], &[]), Ok(Action::Help)));
     }
@@ -355,6 +395,8 @@ mod tests {
         assert!(e(&["stray"], &[]).contains("unexpected argument"));
         assert!(e(&["--line-bytes-max", "1"], &[]).contains("at least 64"));
         assert!(e(&["--sync", "sometimes"], &[]).contains("use always, everysec or none"));
+        assert!(e(&["-w", "nowhere"], &[]).contains("-w: \"nowhere\" is not a HOST:PORT"));
+        assert!(e(&["--web-timeout-ms", "5"], &[]).contains("at least 100"));
         assert_eq!(run(&["--sync", "none"], &[]).sync, SyncPolicy::None);
         assert_eq!(run(&["--sync", "everysec"], &[]).sync, SyncPolicy::EverySec);
         assert_eq!(

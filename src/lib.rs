@@ -6,7 +6,9 @@
 //! - [`net`]: the `mio` poll loop; accepts, reads, writes, handshakes, and drives [`core`].
 //! - [`command`]: request lines ([`command::line`]) to typed [`command::Command`]s.
 //! - [`core`]: the job state machine, pure and synchronous, with its [`timer`] wheel.
-//! - [`resp`], [`timestamp`], [`clock`], [`auth`]: leaves.
+//! - [`web`]: the Web UI, `/stats`, `/health`, `/debug` and `/metrics`, served by [`net`] from the
+//!   same loop; it reads and acts on [`core`] through its query and action functions.
+//! - [`resp`], [`timestamp`], [`clock`], [`auth`], [`histogram`]: leaves.
 //! - [`config`]: command-line flags and environment to a validated [`config::Config`].
 //!
 //! Data flow: socket bytes → read buffer → [`command::line::LineReader`] (a borrowed line) →
@@ -21,8 +23,10 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod core;
+pub mod histogram;
 pub mod journal;
 pub mod net;
 pub mod resp;
 pub mod timer;
 pub mod timestamp;
+pub mod web;

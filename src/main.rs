@@ -53,6 +53,26 @@ fn main() -> ExitCode {
             "off"
         }
     );
+    match server.web_addr() {
+        Some(addr) => {
+            log::info!(
+                "web UI on http://{addr} (basic auth {})",
+                if config.password.is_some() {
+                    "required"
+                } else {
+                    "off"
+                }
+            );
+            if config.password.is_none() && !addr.ip().is_loopback() {
+                log::warn!(
+                    "SECURITY: the web UI listens on {addr} with no password: anyone who can \
+                     reach it can see and delete jobs. Set FAKTORY_PASSWORD, or bind -w to \
+                     127.0.0.1."
+                );
+            }
+        }
+        None => log::info!("web UI off"),
+    }
     if config.password.is_none() && !server.local_addr().ip().is_loopback() {
         log::warn!(
             "SECURITY: listening on {} with no password: anyone who can reach this address can \

@@ -22,7 +22,9 @@
 use super::compact::{self, Compacted, Done, Task};
 use super::files::{self, journal_name, recover, Mode, RecoverError, Recovered, LOCK_FILE};
 use super::record::{encode, HEADER};
+use crate::clock::Stopwatch;
 use crate::core::record::Record;
+use crate::histogram::{Histogram, SYNC_BUCKETS_US};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -199,7 +201,8 @@ pub struct Journal {
     unsynced_since_ms: Option<u64>,
     now_ms: u64,
     sync_tx: Sender<(u64, Arc<Sink>)>,
-    sync_rx: Receiver<(u64, io::Result<()>)>,
+    sync_rx: Receiver<(u64, io::Result<()>, u64)>,
+    sync_latency: Histogram,
     failed: Option<String>,
     bytes: u64,
     snapshot_bytes: u64,
@@ -256,8 +259,9 @@ impl Journal {
             .name("werk-sync".into())
             .spawn(move || {
                 for (batch, file) in requests {
+                    let watch = Stopwatch::start();
                     let result = file.sync();
-                    if done.send((batch, result)).is_err() {
+                    if done.send((batch, result, watch.elapsed_us())).is_err() {
                         return;
                     }
                     wake_sync();
@@ -291,6 +295,7 @@ impl Journal {
             now_ms: 0,
             sync_tx,
             sync_rx,
+            sync_latency: Histogram::new(SYNC_BUCKETS_US),
             failed: None,
             bytes,
             snapshot_bytes: found.snapshot_bytes,
@@ -327,6 +332,16 @@ impl Journal {
     /// Size of the current journal file in bytes.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// How long each fsync took (on the sync thread).
+    pub fn sync_latency(&self) -> &Histogram {
+        &self.sync_latency
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The current journal generation.
@@ -389,7 +404,7 @@ impl Journal {
         loop {
             while self.in_flight && self.failed.is_none() {
                 match self.sync_rx.recv() {
-                    Ok((batch, result)) => self.synced(batch, result),
+                    Ok((batch, result, us)) => self.synced(batch, result, us),
                     Err(_) => self.fail("the sync thread is gone".into()),
                 }
             }
@@ -411,8 +426,9 @@ impl Journal {
         }
     }
 
-    fn synced(&mut self, batch: u64, result: io::Result<()>) {
+    fn synced(&mut self, batch: u64, result: io::Result<()>, us: u64) {
         self.in_flight = false;
+        self.sync_latency.observe_us(us);
         match result {
             Ok(()) if self.options.sync == SyncPolicy::Always => {
                 self.durable = self.durable.max(batch)
@@ -427,8 +443,8 @@ impl Journal {
     pub fn poll(&mut self, now_ms: u64) -> bool {
         self.now_ms = now_ms;
         let before = self.durable;
-        while let Ok((batch, result)) = self.sync_rx.try_recv() {
-            self.synced(batch, result);
+        while let Ok((batch, result, us)) = self.sync_rx.try_recv() {
+            self.synced(batch, result, us);
         }
         self.kick();
         if let Some(since) = self.unsynced_since_ms {

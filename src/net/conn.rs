@@ -6,6 +6,10 @@
 //!                    │                      │
 //!                    └─bad line/timeout/    └─END / EOF / error / worker expired ──> closed
 //!                      bad password──> closed
+//!
+//! accepted on the Web UI port ──> Http ──request complete──> response (held until durable when
+//!                                   │                        the request changed state) ──> closed
+//!                                   └─deadline / bad request / EOF ──> closed
 //! ```
 //! The read buffer holds at most one partial line plus one read chunk beyond the lines being
 //! processed; the write buffer is bounded by the server, which stops reading from a connection
@@ -34,6 +38,9 @@ pub(super) enum Phase {
     Ready,
     /// A FETCH is waiting; later lines stay buffered until its reply is written.
     Parked,
+    /// A Web UI connection: one HTTP request, one response, then close; `deadline` bounds the
+    /// whole exchange.
+    Http { deadline: TimerId },
 }
 
 /// Result of one read call.

@@ -10,6 +10,11 @@
 //! 4. carry out the core's effects: replies to parked fetchers, closes;
 //! 5. write, then remove connections marked closed.
 //!
+//! The Web UI listener feeds the same slab: its connections are in [`conn::Phase::Http`], carry
+//! one request each (parsed by `web::http`, answered by `web::handle`), and use the same write
+//! path, including replies held until the journal is durable when the request changed state.
+//! A deadline from accept bounds each one, so a slow client holds a slot for a bounded time.
+//!
 //! Edge-triggered discipline: every socket is registered once for read and write readiness;
 //! reads continue until `WouldBlock` unless the connection's pending output is over its bound
 //! (backpressure), in which case `maybe_readable` remembers that the socket still has data.
@@ -24,6 +29,7 @@ use crate::core::{ConnId, Core, Response, WorkerState};
 use crate::journal::{self, writer::Journal};
 use crate::resp::Reply;
 use crate::timer::TimerWheel;
+use crate::web;
 use conn::{Conn, Phase, ReadOutcome};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -36,6 +42,7 @@ use std::time::Duration;
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+const WEB_LISTENER: Token = Token(usize::MAX - 4);
 /// How long to wait before accepting again after an accept error such as EMFILE.
 const ACCEPT_RETRY_MS: u64 = 100;
 /// How often INFO's memory figure is refreshed.
@@ -79,6 +86,7 @@ impl Controller {
 #[derive(Debug)]
 enum NetTimer {
     HelloDeadline(ConnId),
+    WebDeadline(ConnId),
     AcceptRetry,
 }
 
@@ -108,6 +116,10 @@ pub struct Server {
     turns: TurnWatch,
     /// Indices of connections with held output (see [`Server::release_durable`]).
     holding: Vec<usize>,
+    web_listener: Option<TcpListener>,
+    web_addr: Option<SocketAddr>,
+    web_conns: usize,
+    csrf_token: String,
 }
 
 /// Slowest loop turns, for [`Server::watch_compaction`].
@@ -127,6 +139,16 @@ impl Server {
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let (web_listener, web_addr) = match config.web_bind {
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr)?;
+                let bound = l.local_addr()?;
+                poll.registry()
+                    .register(&mut l, WEB_LISTENER, Interest::READABLE)?;
+                (Some(l), Some(bound))
+            }
+            None => (None, None),
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let clock = SystemClock::new();
         let now = clock.now();
@@ -193,6 +215,10 @@ impl Server {
             scratch: vec![0; conn::READ_CHUNK],
             turns: TurnWatch::default(),
             holding: Vec::new(),
+            web_listener,
+            web_addr,
+            web_conns: 0,
+            csrf_token: crate::auth::random_token(),
         })
     }
 
@@ -233,6 +259,11 @@ impl Server {
         self.local_addr
     }
 
+    /// The address the Web UI listens on, when it is on.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
+    }
+
     /// A handle for other threads.
     pub fn controller(&self) -> Controller {
         Controller {
@@ -264,6 +295,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
+                    WEB_LISTENER => self.accept_web(now),
                     WAKER => {}
                     SIGNALS => self.on_signal(),
                     Token(idx) => {
@@ -372,7 +404,31 @@ impl Server {
         }
     }
 
-    fn open(&mut self, mut stream: TcpStream, now: Now) {
+    fn accept_web(&mut self, now: Now) {
+        if self.accept_paused {
+            return;
+        }
+        loop {
+            let Some(listener) = self.web_listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _peer)) => self.open_web(stream, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("web accept failed: {e}; retrying in {ACCEPT_RETRY_MS} ms");
+                    self.accept_paused = true;
+                    self.timers
+                        .insert(now.mono_ms + ACCEPT_RETRY_MS, NetTimer::AcceptRetry);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes a connection slot and registers `stream` under its token.
+    fn register(&mut self, stream: &mut TcpStream) -> Option<(usize, ConnId)> {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.generations.push(0);
@@ -384,14 +440,46 @@ impl Server {
             log::debug!("set_nodelay: {e}");
         }
         if let Err(e) = self.poll.registry().register(
-            &mut stream,
+            stream,
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::warn!("cannot register a new connection: {e}");
             self.free.push(idx);
-            return;
+            return None;
         }
+        Some((idx, id))
+    }
+
+    /// A Web UI connection: one request within the deadline. Past the connection limit it gets
+    /// `503` and is closed.
+    fn open_web(&mut self, mut stream: TcpStream, now: Now) {
+        let Some((idx, id)) = self.register(&mut stream) else {
+            return;
+        };
+        let deadline = self.timers.insert(
+            now.mono_ms + self.config.web_request_timeout_ms,
+            NetTimer::WebDeadline(id),
+        );
+        let mut conn = Conn::new(stream, id, Phase::Http { deadline }, 0);
+        if self.web_conns >= self.config.web_connections_max {
+            log::warn!(
+                "web: {} connections open (the limit); refusing one",
+                self.web_conns
+            );
+            web::Response::text(503, "too many Web UI connections; try again")
+                .encode(&mut conn.wbuf, false);
+            conn.closing = true;
+        }
+        self.web_conns += 1;
+        self.conns[idx] = Some(conn);
+        self.drive(idx, now);
+    }
+
+    fn open(&mut self, mut stream: TcpStream, now: Now) {
+        let Some((idx, id)) = self.register(&mut stream) else {
+            return;
+        };
         let challenge = self.config.password.as_ref().map(|_| Challenge::random());
         let hi = match &challenge {
             Some(c) => c.hi_json(),
@@ -432,7 +520,11 @@ impl Server {
             return;
         };
         loop {
-            self.process_lines(&mut conn, now);
+            if matches!(conn.phase, Phase::Http { .. }) {
+                self.process_http(&mut conn, now);
+            } else {
+                self.process_lines(&mut conn, now);
+            }
             if conn.pending_out() >= self.config.write_buffer_max && !conn.closing {
                 // Backpressure: drain what the socket takes; if that made room, go on with the
                 // buffered lines, otherwise wait for the next writable event.
@@ -642,6 +734,59 @@ impl Server {
         conn.rbuf.drain(..pos.min(conn.rbuf.len()));
     }
 
+    /// Answers the Web UI request in the read buffer once it is complete. A request that changed
+    /// state produced journal records: its response is held like a protocol reply.
+    fn process_http(&mut self, conn: &mut Conn, now: Now) {
+        if conn.closing {
+            return;
+        }
+        let req = match web::http::parse(&conn.rbuf) {
+            Ok(None) => return,
+            Ok(Some(req)) => req,
+            Err(e) => {
+                log::debug!("{:?}: web: {e}", conn.id);
+                web::Response::text(e.status(), e.to_string()).encode(&mut conn.wbuf, false);
+                conn.closing = true;
+                return;
+            }
+        };
+        conn.rbuf.clear();
+        let ctx = web::WebContext {
+            password: self.config.password.as_deref(),
+            csrf_token: &self.csrf_token,
+            facts: web::ServerFacts {
+                protocol_addr: self.local_addr,
+                web_connections: self.web_conns,
+                web_connections_max: self.config.web_connections_max,
+                web_request_timeout_ms: self.config.web_request_timeout_ms,
+                journal_path: self.journal.dir().display().to_string(),
+                journal_bytes: self.journal.bytes(),
+                journal_durable: self.journal.durable(),
+                journal_failed: self.journal.failed(),
+                sync_policy: self.config.sync.as_str(),
+                sync_latency: self.journal.sync_latency(),
+            },
+        };
+        let records_before = self.core.effects().records.len();
+        let response = web::handle(&mut self.core, &req, &ctx, now);
+        let journaled = self.core.effects().records.len() > records_before;
+        conn.needs_journal |= journaled;
+        log::debug!(
+            "{:?}: web: {:?} {} -> {}",
+            conn.id,
+            req.method,
+            req.path,
+            response.status
+        );
+        let start = conn.wbuf.len();
+        response.encode(&mut conn.wbuf, req.head_only);
+        if journaled {
+            // Held until durable; if the journal fails first it becomes a 503 (`refuse_held`).
+            conn.mark_ack(start);
+        }
+        conn.closing = true;
+    }
+
     fn handle_line(&mut self, conn: &mut Conn, line: &[u8], now: Now) {
         if matches!(conn.phase, Phase::Hello { .. }) {
             return self.handshake(conn, line, now);
@@ -733,6 +878,10 @@ impl Server {
                 self.timers.cancel(deadline);
             }
             Phase::Ready | Phase::Parked => self.core.disconnect(conn.id),
+            Phase::Http { deadline } => {
+                self.timers.cancel(deadline);
+                self.web_conns = self.web_conns.saturating_sub(1);
+            }
         }
         let idx = (conn.id.0 & 0xffff_ffff) as usize;
         if let Some(slot) = self.conns.get_mut(idx) {
@@ -765,9 +914,18 @@ impl Server {
                         }
                     }
                 }
+                NetTimer::WebDeadline(id) => {
+                    if let Some(idx) = self.index_of(id) {
+                        if let Some(conn) = self.conns[idx].take() {
+                            log::debug!("{id:?}: web request not done in time; closing");
+                            self.close(conn);
+                        }
+                    }
+                }
                 NetTimer::AcceptRetry => {
                     self.accept_paused = false;
                     self.accept(now);
+                    self.accept_web(now);
                 }
             }
         }
@@ -814,11 +972,16 @@ impl Server {
 /// out as they are. The connection stays open; later writes are refused with `-ERR` too.
 fn refuse_held(conn: &mut Conn, why: Option<&str>) {
     let mut refusal = Vec::new();
-    Reply::err(format_args!(
+    let text = format!(
         "journal failed, this change is not durable: {}",
         why.unwrap_or("unknown")
-    ))
-    .encode(&mut refusal);
+    );
+    if matches!(conn.phase, Phase::Http { .. }) {
+        // A Web UI action's one response becomes a 503 instead of its redirect.
+        web::Response::text(503, text).encode(&mut refusal, false);
+    } else {
+        Reply::err(text).encode(&mut refusal);
+    }
     log::warn!(
         "{:?}: {} acknowledgement(s) refused: the journal failed",
         conn.id,
