@@ -39,8 +39,8 @@ pub(super) enum Phase {
     /// A FETCH is waiting; later lines stay buffered until its reply is written.
     Parked,
     /// A Web UI connection: one HTTP request, one response, then close; `deadline` bounds the
-    /// whole exchange.
-    Http { deadline: TimerId },
+    /// whole exchange. `refuse`: over the connection limit, its request gets `503`.
+    Http { deadline: TimerId, refuse: bool },
 }
 
 /// Result of one read call.

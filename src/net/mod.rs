@@ -451,9 +451,14 @@ impl Server {
         Some((idx, id))
     }
 
-    /// A Web UI connection: one request within the deadline. Past the connection limit it gets
-    /// `503` and is closed.
+    /// A Web UI connection: one request within the deadline. Past the connection limit its
+    /// request is read (so closing does not reset the connection under the response) and
+    /// answered `503`; past twice the limit it is closed at once.
     fn open_web(&mut self, mut stream: TcpStream, now: Now) {
+        if self.web_conns >= 2 * self.config.web_connections_max {
+            log::debug!("web: {} connections open; dropping one", self.web_conns);
+            return;
+        }
         let Some((idx, id)) = self.register(&mut stream) else {
             return;
         };
@@ -461,16 +466,15 @@ impl Server {
             now.mono_ms + self.config.web_request_timeout_ms,
             NetTimer::WebDeadline(id),
         );
-        let mut conn = Conn::new(stream, id, Phase::Http { deadline }, 0);
-        if self.web_conns >= self.config.web_connections_max {
+        let refuse = self.web_conns >= self.config.web_connections_max;
+        if refuse {
             log::warn!(
-                "web: {} connections open (the limit); refusing one",
-                self.web_conns
+                "web: {} connections open (the limit is {}); refusing one with 503",
+                self.web_conns,
+                self.config.web_connections_max
             );
-            web::Response::text(503, "too many Web UI connections; try again")
-                .encode(&mut conn.wbuf, false);
-            conn.closing = true;
         }
+        let conn = Conn::new(stream, id, Phase::Http { deadline, refuse }, 0);
         self.web_conns += 1;
         self.conns[idx] = Some(conn);
         self.drive(idx, now);
@@ -751,6 +755,12 @@ impl Server {
             }
         };
         conn.rbuf.clear();
+        if matches!(conn.phase, Phase::Http { refuse: true, .. }) {
+            web::Response::text(503, "too many Web UI connections; try again")
+                .encode(&mut conn.wbuf, req.head_only);
+            conn.closing = true;
+            return;
+        }
         let ctx = web::WebContext {
             password: self.config.password.as_deref(),
             csrf_token: &self.csrf_token,
@@ -878,7 +888,7 @@ impl Server {
                 self.timers.cancel(deadline);
             }
             Phase::Ready | Phase::Parked => self.core.disconnect(conn.id),
-            Phase::Http { deadline } => {
+            Phase::Http { deadline, .. } => {
                 self.timers.cancel(deadline);
                 self.web_conns = self.web_conns.saturating_sub(1);
             }

@@ -148,10 +148,10 @@ impl View<'_> {
             let on = if label == active { " class=\"on\"" } else { "" };
             let _ = write!(out, "<a href=\"{href}\"{on}>{label}</a>");
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
             "</nav></header><main>{body}</main><footer>werk {} · Faktory protocol {} · \
-             {}</footer></body></html>\n",
+             {}</footer></body></html>",
             env!("CARGO_PKG_VERSION"),
             crate::core::FAKTORY_COMPAT_VERSION,
             self.now.wall.to_rfc3339()

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -172,6 +174,7 @@ impl WerkOptions {
 pub struct Werk {
     child: Child,
     addr: SocketAddr,
+    web: Option<SocketAddr>,
     password: Option<String>,
     logs: Arc<Mutex<Vec<String>>>,
     dir: TempDir,
@@ -210,10 +213,12 @@ impl Werk {
         let stderr = child.stderr.take().expect("piped stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<SocketAddr>();
+        let (web_tx, web_rx) = mpsc::channel::<Option<SocketAddr>>();
         let logs2 = Arc::clone(&logs);
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
             let mut tx = Some(tx);
+            let mut web_tx = Some(web_tx);
             let mut line = Vec::new();
             loop {
                 line.clear();
@@ -225,6 +230,10 @@ impl Werk {
                 if tx.is_some() {
                     if let Some(addr) = parse_listening(&text) {
                         let _ = tx.take().map(|t| t.send(addr));
+                    }
+                } else if web_tx.is_some() {
+                    if let Some(web) = parse_web(&text) {
+                        let _ = web_tx.take().map(|t| t.send(web));
                     }
                 }
                 logs2.lock().unwrap().push(text);
@@ -244,6 +253,13 @@ impl Werk {
                 );
             }
         };
+        // The Web UI line follows the protocol line at once (or says the Web UI is off).
+        let web = web_rx.recv_timeout(STARTUP_DEADLINE).unwrap_or_else(|_| {
+            panic!(
+                "werk did not print `web UI on http://ADDR` or `web UI off`; stderr so far:\n{}",
+                logs.lock().unwrap().join("\n")
+            )
+        });
         let password = opts
             .env
             .iter()
@@ -253,6 +269,7 @@ impl Werk {
         Werk {
             child,
             addr,
+            web,
             password,
             logs,
             dir,
@@ -262,6 +279,16 @@ impl Werk {
     /// The protocol address werk reported.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Web UI address werk reported; panics when the Web UI is off.
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web.expect("the Web UI is off")
+    }
+
+    /// The Web UI address, `None` when it is off.
+    pub fn web(&self) -> Option<SocketAddr> {
+        self.web
     }
 
     /// `tcp://127.0.0.1:PORT` for the faktory crate.
@@ -332,6 +359,17 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
     let word = rest.split_whitespace().next()?;
     word.trim_end_matches([',', ';', ')']).parse().ok()
+}
+
+/// `... web UI on http://127.0.0.1:PORT ...` → `Some(addr)`; `... web UI off` → `None`; any
+/// other line → not this line.
+pub fn parse_web(line: &str) -> Option<Option<SocketAddr>> {
+    if line.contains("web UI off") {
+        return Some(None);
+    }
+    let rest = &line[line.find("web UI on http://")? + "web UI on http://".len()..];
+    let word = rest.split_whitespace().next()?;
+    Some(word.trim_end_matches('/').parse().ok())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ pub struct Werk {
     child: Child,
     /// The protocol address it reported.
     pub addr: SocketAddr,
+    /// The Web UI address it reported (`None` when the Web UI is off).
+    pub web: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
     /// The data directory.
     pub dir: PathBuf,
@@ -68,10 +70,22 @@ impl Werk {
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let (web_tx, web_rx) = std::sync::mpsc::channel::<Option<SocketAddr>>();
         let sink = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut web_tx = Some(web_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("web UI off") {
+                    if let Some(t) = web_tx.take() {
+                        let _ = t.send(None);
+                    }
+                } else if let Some(rest) = line.split("web UI on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().parse();
+                    if let Some(t) = web_tx.take() {
+                        let _ = t.send(addr.ok());
+                    }
+                }
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let addr = rest
                         .split_whitespace()
@@ -88,9 +102,13 @@ impl Werk {
         let addr = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("werk did not report its address within 10 s");
+        let web = web_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("werk did not report its web UI address within 10 s");
         Werk {
             child,
             addr: addr.parse().expect("address"),
+            web,
             log,
             dir,
             owns_dir: false,
