@@ -131,7 +131,8 @@ impl View<'_> {
             out,
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{} · werk</title><link rel=\"stylesheet\" href=\"/static/werk.css\">\
+             <title>{} · werk</title><link rel=\"icon\" href=\"data:,\">\
+             <link rel=\"stylesheet\" href=\"/static/werk.css\">\
              <script src=\"/static/werk.js\" defer></script></head><body><header><nav>\
              <a class=\"brand\" href=\"/\">werk</a>",
             esc(title)
