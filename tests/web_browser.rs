@@ -396,3 +396,66 @@ fn quiet_a_worker_by_clicking() {
     });
     b.assert_no_problems();
 }
+
+/// Writes the README's dashboard picture: `WERK_SCREENSHOT=docs/dashboard.png cargo test --test
+/// web_browser -- --ignored dashboard_screenshot`. A producer and two workers keep jobs moving
+/// (some fail) while the dashboard polls every 2 s, then the page is captured.
+#[test]
+#[ignore = "writes docs/dashboard.png when asked to"]
+fn dashboard_screenshot() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::env::var("WERK_SCREENSHOT").unwrap_or_else(|_| "dashboard.png".into());
+    let Some(mut b) = Browser::launch() else {
+        return;
+    };
+    let w = Werk::options().arg("--sync").arg("none").start();
+    let mut producer = w.conn();
+    let mut workers = [w.worker("wid-mailer-1"), w.worker("wid-mailer-2")];
+    let mut late = w.conn();
+    for i in 0..12 {
+        let at = common::rfc3339(common::unix_now() + 600.0 + f64::from(i) * 60.0);
+        late.push(&json!({"jid": format!("later-{i:04}"), "jobtype": "Digest", "args": [], "queue": "reports", "at": at}));
+    }
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut opened = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if !opened && start.elapsed() > Duration::from_secs(6) {
+            // Open the dashboard once today's history has something to show.
+            opened = true;
+            b.open(&format!("{}/", base(&w)));
+            b.eval("const s = document.getElementById('poll-interval'); s.value = '2'; s.dispatchEvent(new Event('change')); true");
+        }
+        let burst = 20 + (n % 7) * 9;
+        for _ in 0..burst {
+            n += 1;
+            let queue = ["mail", "default", "billing"][(n % 3) as usize];
+            producer.push(&json!({"jid": format!("job-{n:08}"), "jobtype": "SendEmail", "args": [n], "queue": queue}));
+        }
+        for (k, wk) in workers.iter_mut().enumerate() {
+            for _ in 0..burst / 2 {
+                let Some(job) = wk.fetch("mail default billing") else {
+                    break;
+                };
+                let jid = job["jid"].as_str().unwrap_or_default().to_owned();
+                if jid.ends_with('7') && k == 0 {
+                    wk.fail(&json!({"jid": jid, "errtype": "Net::ReadTimeout", "message": "smtp timed out"}));
+                } else {
+                    wk.ack(&jid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    b.wait_for("Number(document.getElementById('live-chart').dataset.polls) >= 5");
+    let shot = b.call(
+        "Page.captureScreenshot",
+        json!({"format": "png", "clip": {"x": 0, "y": 0, "width": 1280, "height": 900, "scale": 1}}),
+    );
+    let png = common::http::base64_decode(shot["data"].as_str().expect("PNG data"));
+    std::fs::write(&out, png).expect("write the screenshot");
+}

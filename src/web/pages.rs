@@ -487,30 +487,31 @@ impl View<'_> {
 
     // ----- sorted sets -----------------------------------------------------------------------
 
+    /// The action buttons of a set's forms; `all` labels them for the "every job" form.
     fn set_buttons(&self, set: SetName, all: bool) -> String {
-        let suffix = if all { " all" } else { "" };
         let mut out = String::new();
-        let mut add = |value: &str, label: &str, class: &str| {
+        let mut add = |value: &str, label: &str, label_all: &str, class: &str| {
+            let label = if all { label_all } else { label };
             let _ = write!(
                 out,
                 "<button type=\"submit\" name=\"action\" value=\"{value}\" class=\"{class}\">\
-                 {label}{suffix}</button>"
+                 {label}</button>"
             );
         };
         match set {
             SetName::Retries => {
-                add("retry", "Retry now", "");
-                add("delete", "Delete", "danger");
-                add("kill", "Kill", "danger");
+                add("retry", "Retry now", "Retry all now", "");
+                add("delete", "Delete", "Delete all", "danger");
+                add("kill", "Kill", "Kill all", "danger");
             }
             SetName::Scheduled => {
-                add("add_to_queue", "Add to queue", "");
-                add("delete", "Delete", "danger");
-                add("kill", "Kill", "danger");
+                add("add_to_queue", "Add to queue", "Add all to queue", "");
+                add("delete", "Delete", "Delete all", "danger");
+                add("kill", "Kill", "Kill all", "danger");
             }
             SetName::Dead => {
-                add("retry", "Retry now", "");
-                add("delete", "Delete", "danger");
+                add("retry", "Retry now", "Retry all now", "");
+                add("delete", "Delete", "Delete all", "danger");
             }
         }
         out

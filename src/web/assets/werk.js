@@ -90,6 +90,7 @@
 
   select.addEventListener('change', function () {
     try { window.localStorage.setItem('werk.poll', String(seconds())); } catch (e) { /* ignore */ }
+    clearTimeout(timer);  // one polling loop only
     deltas = [];
     last = null;
     poll();
