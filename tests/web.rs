@@ -4,7 +4,7 @@
 mod common;
 mod harness;
 
-use common::http::{csrf, keys, page, raw, HttpResponse, Req};
+use common::http::{csrf, key_of, keys, page, raw, HttpResponse, Req};
 use common::{queue_size, set_size, total, wait_until, Conn, Reply, Werk};
 use serde_json::json;
 use std::io::{Read, Write};
@@ -176,8 +176,11 @@ fn retry_now_delete_and_kill_change_the_sets() {
         make_retry(&mut c, &format!("retry-000{i}"), "Mailer", "mail");
     }
     let list = page(w.web_addr(), "/retries");
-    let k = keys(&list);
-    assert_eq!(k.len(), 3);
+    assert_eq!(keys(&list).len(), 3);
+    // Retries are ordered by their jittered next_at: find each row by its jid.
+    let k: Vec<String> = (0..3)
+        .map(|i| key_of(&list, &format!("retry-000{i}")))
+        .collect();
     // Retry one: it is back on its queue, with its failure, and a fresh enqueued_at.
     post_ok(
         &w,
@@ -612,5 +615,26 @@ fn a_web_action_is_durable_once_answered() {
         "pause survived"
     );
     drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_web_action_whose_change_cannot_be_made_durable_is_answered_503() {
+    let dir = harness::temp_dir("web-faults");
+    // The first fsync (the PUSH below) succeeds; the next one (the web action's) fails.
+    let w = harness::Werk::start_in(&dir, &[], &[("WERK_FAULTS", "sync-fail-after=1")]);
+    let web = w.web.expect("web UI on");
+    let mut c = Conn::handshake(w.addr, json!({"v": 2}), None);
+    c.push_simple("queued-001", "mail");
+    let token = csrf(&page(web, "/busy"));
+    let r = Req::post("/queues/mail", &format!("csrf={token}&action=pause")).send(web);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("not durable"), "{}", r.body);
+    // From then on writes are refused up front; pages still render.
+    let r = Req::post("/queues/mail", &format!("csrf={token}&action=resume")).send(web);
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("writes refused"), "{}", r.body);
+    assert!(page(web, "/debug").contains("failed"));
+    drop(w);
     let _ = std::fs::remove_dir_all(&dir);
 }

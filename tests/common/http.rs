@@ -207,3 +207,15 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// The key of the row for `jid` in a set's page (rows carry `data-jid`).
+#[track_caller]
+pub fn key_of(html: &str, jid: &str) -> String {
+    let row = html
+        .find(&format!("data-jid=\"{jid}\""))
+        .unwrap_or_else(|| panic!("no row for {jid}"));
+    keys(&html[row..])
+        .into_iter()
+        .next()
+        .expect("a key in the row")
+}

@@ -227,6 +227,9 @@ impl Werk {
                     Ok(_) => {}
                 }
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                // Logged before the address is announced, so a test that has the address sees
+                // the line.
+                logs2.lock().unwrap().push(text.clone());
                 if tx.is_some() {
                     if let Some(addr) = parse_listening(&text) {
                         let _ = tx.take().map(|t| t.send(addr));
@@ -236,7 +239,6 @@ impl Werk {
                         let _ = web_tx.take().map(|t| t.send(web));
                     }
                 }
-                logs2.lock().unwrap().push(text);
             }
         });
         let addr = match rx.recv_timeout(STARTUP_DEADLINE) {
