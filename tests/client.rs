@@ -759,6 +759,8 @@ impl InProcess {
             bind: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("db"),
             config_dir: dir.path().to_path_buf(),
+            // No Web UI: its default port is fixed, and tests never pick fixed ports.
+            web_bind: None,
             ..Default::default()
         };
         let server = werk::net::Server::bind(cfg).expect("bind in-process server");

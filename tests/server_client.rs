@@ -192,6 +192,8 @@ async fn worker_obeys_quiet_then_terminate() {
     let cfg = werk::config::Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.clone(),
+        // No Web UI: its default port is fixed, and tests never pick fixed ports.
+        web_bind: None,
         ..Default::default()
     };
     let server = werk::net::Server::bind(cfg).unwrap();
