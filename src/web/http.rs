@@ -430,6 +430,34 @@ mod tests {
         assert!(parse(almost.as_bytes()).unwrap().is_none());
     }
 
+    /// Random bytes and mutated requests, at every length: the parsers return, never panic.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300 {
+            let mut bytes = FORM_POST.to_vec();
+            for _ in 0..(round % 8) {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            if round % 3 == 0 {
+                bytes = (0..(next() % 200)).map(|_| next() as u8).collect();
+            }
+            for end in 0..=bytes.len() {
+                let _ = parse(&bytes[..end]);
+            }
+            let _ = parse_form(&bytes);
+            let _ = percent_decode(&bytes, true);
+            let _ = base64_decode(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
     #[test]
     fn forms_and_encodings() {
         let f = parse_form(b"key=1-2&key=3-4&q=a+b%26c&empty=&flag").unwrap();

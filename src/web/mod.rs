@@ -19,7 +19,7 @@ mod pages;
 
 use crate::auth::constant_time_eq;
 use crate::clock::Now;
-use crate::core::{Core, SetAction, SetKey, SetName, WorkerState};
+use crate::core::{Core, Selection, SetAction, SetKey, SetName, WorkerState};
 use crate::histogram::Histogram;
 pub use http::{HttpError, Method, Request, Response};
 use std::net::SocketAddr;
@@ -283,91 +283,111 @@ fn post(
             format!("journal unavailable, writes refused: {why}"),
         ));
     }
-    let action = http::field(&form, "action").unwrap_or_default();
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["busy"] => {
-            let wid = http::field(&form, "wid").unwrap_or_default();
-            let state = match http::field(&form, "signal") {
-                Some("quiet") => WorkerState::Quiet,
-                Some("terminate") => WorkerState::Terminate,
-                _ => return Err(bad("signal must be quiet or terminate")),
-            };
-            if wid.is_empty() {
-                return Err(bad("wid is required (a worker id, or all)"));
-            }
-            let n = core.signal_worker(wid, state);
-            log::info!(
-                "web: signalled {} to {n} worker(s) matching {wid:?}",
-                state.as_str()
-            );
-            Ok(Response::see_other("/busy".into()))
-        }
-        ["queues", name] => {
-            let done = match action {
-                "pause" => core.pause_queue(name, true, now),
-                "resume" => core.pause_queue(name, false, now),
-                "delete" | "clear" => core.remove_queue(name).is_some(),
-                _ => return Err(bad("action must be pause, resume or delete")),
-            };
-            if !done {
-                return Err(not_found());
-            }
-            log::info!("web: queue {name:?}: {action}");
-            let back = if action == "pause" || action == "resume" {
-                format!("/queues/{}", http::percent_encode(name))
-            } else {
-                "/queues".to_owned()
-            };
-            Ok(Response::see_other(back))
-        }
-        [set] | [set, _] if set_of(set).is_some() => {
-            let set_name = set_of(set).ok_or_else(not_found)?;
-            let mut keys: Vec<SetKey> = Vec::new();
-            let mut all = false;
-            if let [_, key] = segments.as_slice() {
-                keys.push(SetKey::from_token(key).ok_or_else(not_found)?);
-            }
-            for (name, value) in &form {
-                if name != "key" {
-                    continue;
-                }
-                if value == "all" {
-                    all = true;
-                } else if keys.len() == KEYS_MAX {
-                    return Err(bad(format!("at most {KEYS_MAX} keys per request")));
-                } else {
-                    keys.push(SetKey::from_token(value).ok_or_else(|| bad("malformed key"))?);
-                }
-            }
-            let set_action = match (set_name, action) {
-                (_, "delete") => SetAction::Delete,
-                (SetName::Retries | SetName::Scheduled, "kill") => SetAction::Kill,
-                (SetName::Retries | SetName::Dead, "retry") => SetAction::Enqueue,
-                (SetName::Scheduled, "add_to_queue" | "retry") => SetAction::Enqueue,
-                _ => return Err(bad(format!("action {action:?} does not apply to {set}"))),
-            };
-            let search = http::field(&form, "q").unwrap_or_default();
-            if search.len() > SEARCH_BYTES_MAX {
-                return Err(bad("search text too long"));
-            }
-            let selection = if all {
-                crate::core::Selection::Matching(search.trim())
-            } else {
-                crate::core::Selection::Keys(&keys)
-            };
-            let n = core.set_action(set_name, selection, set_action, now);
-            log::info!("web: {set}: {action} on {n} job(s)");
-            let mut back = format!("/{set}");
-            if !search.trim().is_empty() {
-                back.push_str("?q=");
-                back.push_str(&http::percent_encode(search.trim()));
-            }
-            Ok(Response::see_other(back))
-        }
+        ["busy"] => post_busy(core, &form),
+        ["queues", name] => post_queue(core, name, &form, now),
+        [set] if set_of(set).is_some() => post_set(core, set, None, &form, now),
+        [set, key] if set_of(set).is_some() => post_set(core, set, Some(key), &form, now),
         ["queues"] | ["stats"] | ["health"] | ["metrics"] | ["debug"] | [""] => {
             Err(Response::text(405, "get only").header("Allow", "GET"))
         }
         _ => Err(not_found()),
     }
+}
+
+/// `POST /busy`: `wid=<wid>|all`, `signal=quiet|terminate`.
+fn post_busy(core: &mut Core, form: &[(String, String)]) -> Result<Response, Response> {
+    let wid = http::field(form, "wid").unwrap_or_default();
+    let state = match http::field(form, "signal") {
+        Some("quiet") => WorkerState::Quiet,
+        Some("terminate") => WorkerState::Terminate,
+        _ => return Err(bad("signal must be quiet or terminate")),
+    };
+    if wid.is_empty() {
+        return Err(bad("wid is required (a worker id, or all)"));
+    }
+    let n = core.signal_worker(wid, state);
+    log::info!(
+        "web: signalled {} to {n} worker(s) matching {wid:?}",
+        state.as_str()
+    );
+    Ok(Response::see_other("/busy".into()))
+}
+
+/// `POST /queues/NAME`: `action=pause|resume|delete`.
+fn post_queue(
+    core: &mut Core,
+    name: &str,
+    form: &[(String, String)],
+    now: Now,
+) -> Result<Response, Response> {
+    let action = http::field(form, "action").unwrap_or_default();
+    let done = match action {
+        "pause" => core.pause_queue(name, true, now),
+        "resume" => core.pause_queue(name, false, now),
+        "delete" | "clear" => core.remove_queue(name).is_some(),
+        _ => return Err(bad("action must be pause, resume or delete")),
+    };
+    if !done {
+        return Err(not_found());
+    }
+    log::info!("web: queue {name:?}: {action}");
+    let back = if action == "pause" || action == "resume" {
+        format!("/queues/{}", http::percent_encode(name))
+    } else {
+        "/queues".to_owned()
+    };
+    Ok(Response::see_other(back))
+}
+
+/// `POST /retries`, `/scheduled`, `/morgue` (and `/.../KEY`): `key=<key>` (repeatable) or
+/// `key=all` with `q=<search>`, and `action`.
+fn post_set(
+    core: &mut Core,
+    set: &str,
+    path_key: Option<&str>,
+    form: &[(String, String)],
+    now: Now,
+) -> Result<Response, Response> {
+    let set_name = set_of(set).ok_or_else(not_found)?;
+    let action = http::field(form, "action").unwrap_or_default();
+    let set_action = match (set_name, action) {
+        (_, "delete") => SetAction::Delete,
+        (SetName::Retries | SetName::Scheduled, "kill") => SetAction::Kill,
+        (SetName::Retries | SetName::Dead, "retry") => SetAction::Enqueue,
+        (SetName::Scheduled, "add_to_queue" | "retry") => SetAction::Enqueue,
+        _ => return Err(bad(format!("action {action:?} does not apply to {set}"))),
+    };
+    let mut keys: Vec<SetKey> = Vec::new();
+    if let Some(key) = path_key {
+        keys.push(SetKey::from_token(key).ok_or_else(not_found)?);
+    }
+    let mut all = false;
+    for (_, value) in form.iter().filter(|(name, _)| name == "key") {
+        if value == "all" {
+            all = true;
+        } else if keys.len() == KEYS_MAX {
+            return Err(bad(format!("at most {KEYS_MAX} keys per request")));
+        } else {
+            keys.push(SetKey::from_token(value).ok_or_else(|| bad("malformed key"))?);
+        }
+    }
+    let search = http::field(form, "q").unwrap_or_default().trim();
+    if search.len() > SEARCH_BYTES_MAX {
+        return Err(bad("search text too long"));
+    }
+    let selection = if all {
+        Selection::Matching(search)
+    } else {
+        Selection::Keys(&keys)
+    };
+    let n = core.set_action(set_name, selection, set_action, now);
+    log::info!("web: {set}: {action} on {n} job(s)");
+    let mut back = format!("/{set}");
+    if !search.is_empty() {
+        back.push_str("?q=");
+        back.push_str(&http::percent_encode(search));
+    }
+    Ok(Response::see_other(back))
 }
