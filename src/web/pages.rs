@@ -112,9 +112,13 @@ fn set_path(set: SetName) -> &'static str {
 
 /// What a page needs: the core to read, the context, the time, the CSRF token for its forms.
 pub struct View<'a> {
+    /// The state to show.
     pub core: &'a Core,
+    /// Facts from the loop (for `/debug`).
     pub ctx: &'a WebContext<'a>,
+    /// The time of this request.
     pub now: Now,
+    /// The CSRF token every form carries.
     pub csrf: &'a str,
 }
 
@@ -192,6 +196,7 @@ impl View<'_> {
 
     // ----- dashboard ---------------------------------------------------------------------------
 
+    /// The dashboard: counters, the live chart, the history for `days` days, server facts.
     pub fn dashboard(&self, days: usize) -> String {
         let core = self.core;
         let sets = |s| core.set(s).len();
@@ -279,21 +284,22 @@ impl View<'_> {
 
     // ----- busy ------------------------------------------------------------------------------
 
+    /// The Busy page: worker processes, then the jobs they hold.
     pub fn busy(&self) -> String {
         let mut workers: Vec<&Worker> = self.core.workers().collect();
         workers.sort_by(|a, b| (&a.hostname, a.pid, &a.wid).cmp(&(&b.hostname, b.pid, &b.wid)));
-        let mut held: HashMap<&str, Vec<(&str, &Reservation)>> = HashMap::new();
+        let mut held: HashMap<&str, usize> = HashMap::new();
+        let mut reservations: Vec<(&str, &Reservation)> = Vec::new();
         for (jid, r) in self.core.working() {
-            held.entry(&*r.wid).or_default().push((jid, r));
+            *held.entry(&*r.wid).or_default() += 1;
+            reservations.push((jid, r));
         }
-        for list in held.values_mut() {
-            list.sort_by_key(|(_, r)| r.reserved_at);
-        }
+        reservations.sort_by_key(|(_, r)| r.reserved_at);
         let mut b = format!(
             "<h1>Busy</h1><p>{} worker process(es), {} job(s) in progress.</p>\
              <div class=\"actions\">{}{}</div>",
             workers.len(),
-            self.core.working().len(),
+            reservations.len(),
             self.button(
                 "/busy",
                 &[("wid", "all"), ("signal", "quiet")],
@@ -316,84 +322,89 @@ impl View<'_> {
                  <th class=\"num\">Conns</th><th class=\"num\">Jobs</th><th>State</th><th></th></tr>",
             );
             for w in &workers {
-                let state = w.state.as_str();
-                let labels: Vec<String> = w.labels.iter().map(|l| esc(l)).collect();
-                let jobs = held.get(&*w.wid).map_or(0, Vec::len);
-                let mut actions = String::new();
-                if state == "running" {
-                    actions.push_str(&self.button(
-                        "/busy",
-                        &[("wid", &w.wid), ("signal", "quiet")],
-                        "Quiet",
-                        "",
-                    ));
-                }
-                if state != "terminate" {
-                    actions.push_str(&self.button(
-                        "/busy",
-                        &[("wid", &w.wid), ("signal", "terminate")],
-                        "Stop",
-                        "danger",
-                    ));
-                }
-                let _ = write!(
-                    b,
-                    "<tr data-wid=\"{wid}\"><td>{host}:{pid}</td><td><code>{wid}</code></td>\
-                     <td>{labels}</td><td>{started}</td><td>{beat}</td>\
-                     <td class=\"num\">{rss}</td><td class=\"num\">{conns}</td>\
-                     <td class=\"num\">{jobs}</td><td><span class=\"badge {state}\">{state}</span>\
-                     </td><td>{actions}</td></tr>",
-                    wid = esc(&w.wid),
-                    host = esc(&w.hostname),
-                    pid = w.pid,
-                    labels = labels.join(", "),
-                    started = when(w.started_at, self.now),
-                    beat = when(w.last_beat, self.now),
-                    rss = if w.rss_kb > 0 {
-                        format!("{} MB", w.rss_kb / 1024)
-                    } else {
-                        "–".to_owned()
-                    },
-                    conns = w.conns.len(),
-                );
+                b.push_str(&self.worker_row(w, held.get(&*w.wid).copied().unwrap_or(0)));
             }
             b.push_str("</table>");
         }
         b.push_str("<h2>Jobs in progress</h2>");
-        let mut reservations: Vec<(&str, &Reservation)> =
-            held.values().flatten().copied().collect();
-        reservations.sort_by_key(|(_, r)| r.reserved_at);
-        if reservations.is_empty() {
-            b.push_str("<div class=\"empty\">No job is reserved.</div>");
-        } else {
-            b.push_str(
-                "<table id=\"working\"><tr><th>wid</th><th>jid</th><th>Queue</th><th>Job</th>\
-                 <th>Args</th><th>Started</th><th>Expires</th></tr>",
-            );
-            for (jid, r) in reservations.iter().take(BUSY_JOBS_MAX) {
-                let _ = write!(
-                    b,
-                    "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td>\
-                     <td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                    esc(&r.wid),
-                    esc(jid),
-                    esc(r.job.queue()),
-                    esc(r.job.jobtype()),
-                    esc(&cut_chars(r.job.fields().args, ARGS_CHARS_LIST)),
-                    when(r.reserved_at, self.now),
-                    when(r.expires_at, self.now),
-                );
-            }
-            b.push_str("</table>");
-            if reservations.len() > BUSY_JOBS_MAX {
-                let _ = write!(
-                    b,
-                    "<p class=\"muted\">Showing the {BUSY_JOBS_MAX} oldest of {}.</p>",
-                    reservations.len()
-                );
-            }
-        }
+        b.push_str(&self.reservations_table(&reservations));
         self.layout("Busy", "Busy", &b)
+    }
+
+    /// One worker process, with its Quiet and Stop buttons while they apply.
+    fn worker_row(&self, w: &Worker, jobs: usize) -> String {
+        let state = w.state.as_str();
+        let labels: Vec<String> = w.labels.iter().map(|l| esc(l)).collect();
+        let mut actions = String::new();
+        if state == "running" {
+            actions.push_str(&self.button(
+                "/busy",
+                &[("wid", &w.wid), ("signal", "quiet")],
+                "Quiet",
+                "",
+            ));
+        }
+        if state != "terminate" {
+            actions.push_str(&self.button(
+                "/busy",
+                &[("wid", &w.wid), ("signal", "terminate")],
+                "Stop",
+                "danger",
+            ));
+        }
+        format!(
+            "<tr data-wid=\"{wid}\"><td>{host}:{pid}</td><td><code>{wid}</code></td>\
+             <td>{labels}</td><td>{started}</td><td>{beat}</td>\
+             <td class=\"num\">{rss}</td><td class=\"num\">{conns}</td>\
+             <td class=\"num\">{jobs}</td><td><span class=\"badge {state}\">{state}</span>\
+             </td><td>{actions}</td></tr>",
+            wid = esc(&w.wid),
+            host = esc(&w.hostname),
+            pid = w.pid,
+            labels = labels.join(", "),
+            started = when(w.started_at, self.now),
+            beat = when(w.last_beat, self.now),
+            rss = if w.rss_kb > 0 {
+                format!("{} MB", w.rss_kb / 1024)
+            } else {
+                "–".to_owned()
+            },
+            conns = w.conns.len(),
+        )
+    }
+
+    /// Reserved jobs, oldest first, at most [`BUSY_JOBS_MAX`].
+    fn reservations_table(&self, reservations: &[(&str, &Reservation)]) -> String {
+        if reservations.is_empty() {
+            return "<div class=\"empty\">No job is reserved.</div>".to_owned();
+        }
+        let mut b = String::from(
+            "<table id=\"working\"><tr><th>wid</th><th>jid</th><th>Queue</th><th>Job</th>\
+             <th>Args</th><th>Started</th><th>Expires</th></tr>",
+        );
+        for (jid, r) in reservations.iter().take(BUSY_JOBS_MAX) {
+            let _ = write!(
+                b,
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td>\
+                 <td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                esc(&r.wid),
+                esc(jid),
+                esc(r.job.queue()),
+                esc(r.job.jobtype()),
+                esc(&cut_chars(r.job.fields().args, ARGS_CHARS_LIST)),
+                when(r.reserved_at, self.now),
+                when(r.expires_at, self.now),
+            );
+        }
+        b.push_str("</table>");
+        if reservations.len() > BUSY_JOBS_MAX {
+            let _ = write!(
+                b,
+                "<p class=\"muted\">Showing the {BUSY_JOBS_MAX} oldest of {}.</p>",
+                reservations.len()
+            );
+        }
+        b
     }
 
     // ----- queues ----------------------------------------------------------------------------
@@ -408,6 +419,7 @@ impl View<'_> {
         toggle + &self.button(&path, &[("action", "delete")], "Clear", "danger")
     }
 
+    /// The list of queues.
     pub fn queues(&self) -> String {
         let mut b = String::from("<h1>Queues</h1>");
         if self.core.queues().next().is_none() {
@@ -442,6 +454,7 @@ impl View<'_> {
         self.layout("Queues", "Queues", &b)
     }
 
+    /// One queue's page `page` of jobs.
     pub fn queue(&self, name: &str, page: usize) -> String {
         let Some(q) = self.core.queue_ref(name) else {
             return self.layout("Queue", "Queues", "<p>No such queue.</p>");
@@ -517,6 +530,7 @@ impl View<'_> {
         out
     }
 
+    /// A set's page `page`, filtered by `search`, with its forms.
     pub fn set_list(&self, set: SetName, search: &str, page: usize) -> String {
         let title = set_title(set);
         let path = set_path(set);
@@ -572,30 +586,7 @@ impl View<'_> {
                 buttons = self.set_buttons(set, false),
             );
             for (key, job) in &found.entries {
-                let token = key.to_token();
-                let failure = job.failure();
-                let stamp = match set {
-                    SetName::Dead => when_text(failure.as_ref().map(|f| &*f.failed_at), self.now),
-                    _ => when(key.at, self.now),
-                };
-                let error = failure.as_ref().map_or(String::new(), |f| {
-                    format!(
-                        "<b>{}</b>: {}",
-                        esc(&f.errtype),
-                        esc(&cut_chars(&f.message, ARGS_CHARS_LIST))
-                    )
-                });
-                let _ = write!(
-                    b,
-                    "<tr data-jid=\"{jid}\"><td><input type=\"checkbox\" name=\"key\" \
-                     value=\"{token}\"></td><td><a href=\"/{path}/{token}\">{stamp}</a></td>\
-                     <td>{queue}</td><td>{jobtype}</td><td><code>{args}</code></td>\
-                     <td>{error}</td></tr>",
-                    jid = esc(job.jid()),
-                    queue = esc(job.queue()),
-                    jobtype = esc(job.jobtype()),
-                    args = esc(&cut_chars(job.fields().args, ARGS_CHARS_LIST)),
-                );
+                b.push_str(&self.set_row(set, key, job));
             }
             b.push_str("</table></form>");
             let _ = write!(
@@ -623,6 +614,36 @@ impl View<'_> {
         self.layout(title, title, &b)
     }
 
+    /// One row of a set's list: a checkbox with the entry's key, its time (linking to the
+    /// job's page), queue, jobtype, args and error.
+    fn set_row(&self, set: SetName, key: &SetKey, job: &Job) -> String {
+        let token = key.to_token();
+        let path = set_path(set);
+        let failure = job.failure();
+        let stamp = match set {
+            SetName::Dead => when_text(failure.as_ref().map(|f| &*f.failed_at), self.now),
+            _ => when(key.at, self.now),
+        };
+        let error = failure.as_ref().map_or(String::new(), |f| {
+            format!(
+                "<b>{}</b>: {}",
+                esc(&f.errtype),
+                esc(&cut_chars(&f.message, ARGS_CHARS_LIST))
+            )
+        });
+        format!(
+            "<tr data-jid=\"{jid}\"><td><input type=\"checkbox\" name=\"key\" \
+             value=\"{token}\"></td><td><a href=\"/{path}/{token}\">{stamp}</a></td>\
+             <td>{queue}</td><td>{jobtype}</td><td><code>{args}</code></td>\
+             <td>{error}</td></tr>",
+            jid = esc(job.jid()),
+            queue = esc(job.queue()),
+            jobtype = esc(job.jobtype()),
+            args = esc(&cut_chars(job.fields().args, ARGS_CHARS_LIST)),
+        )
+    }
+
+    /// A job's own page in a set, with its actions.
     pub fn set_entry(&self, set: SetName, key: &SetKey, job: &Job) -> String {
         let title = set_title(set);
         let path = set_path(set);
@@ -679,6 +700,7 @@ impl View<'_> {
 
     // ----- debug -----------------------------------------------------------------------------
 
+    /// Facts about the loop, the journal and the limits.
     pub fn debug(&self) -> String {
         let f = &self.ctx.facts;
         let h = f.sync_latency;
