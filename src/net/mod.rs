@@ -780,7 +780,12 @@ impl Server {
         let records_before = self.core.effects().records.len();
         let response = web::handle(&mut self.core, &req, &ctx, now);
         let journaled = self.core.effects().records.len() > records_before;
-        conn.needs_journal |= journaled;
+        // A POST's success speaks of stored state even when it changed nothing (a retry of a
+        // job another client has just moved): like a protocol reply, it waits until every
+        // earlier change is durable, and is refused with them. GETs are reads, as INFO, and
+        // refusals (4xx, 503) say nothing about stored state.
+        let stored = req.method == web::Method::Post && response.status == 303;
+        conn.needs_journal |= journaled || stored;
         log::debug!(
             "{:?}: web: {:?} {} -> {}",
             conn.id,
@@ -790,7 +795,7 @@ impl Server {
         );
         let start = conn.wbuf.len();
         response.encode(&mut conn.wbuf, req.head_only);
-        if journaled {
+        if journaled || stored {
             // Held until durable; if the journal fails first it becomes a 503 (`refuse_held`).
             conn.mark_ack(start);
         }
