@@ -23,7 +23,7 @@ def main(src, dst):
     conns = [d["conns"] for d in data]
     top = max(max(d[k] for k, _, _ in SERIES) for d in data) or 1
     top = ((top // 10000) + 1) * 10000
-    w, h, left, right, up, down = 720, 420, 70, 220, 20, 50
+    w, h, left, right, up, down = 720, 430, 70, 220, 30, 50
     pw, ph = w - left - right, h - up - down
 
     def x(i):
