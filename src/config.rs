@@ -1,14 +1,33 @@
-//! Command-line flags and environment to a validated [`Config`].
+//! Flags, environment and `conf.d/*.toml` files to a validated [`Config`].
 //!
-//! Faktory's flags (PROTOCOL.md §9.1) keep their meaning: `-b`, `-w`, `-d`, `-c`, `-e`, `-l`,
-//! `-v`, `-h`. werk's own flags name its limits. Both `-x value` and `-x=value` work, with one or
-//! two dashes, as with Go's flag package. Every limit is a named field with a default here.
+//! Precedence, lowest first: built-in defaults; the config files; environment variables;
+//! flags. So `[faktory] binding` applies when `-b` is not given, and `FAKTORY_PASSWORD` beats
+//! `[faktory] password`, as in Faktory (PROTOCOL.md §9).
+//!
+//! Faktory's flags keep their meaning: `-b`, `-w`, `-d`, `-c`, `-e`, `-l`, `-v`, `-h`. werk's
+//! own flags name its limits. Both `-x value` and `-x=value` work, with one or two dashes, as
+//! with Go's flag package. Every setting that a flag or a config key can set is one row of
+//! [`SETTINGS`] and is parsed by one function, so a flag and a key accept the same values and
+//! refuse a bad one with the same words; an error names the flag, or the file and the key.
+//!
+//! The config directory (`-c`) holds `conf.d/*.toml` (read by [`file`]) and, outside
+//! development, an optional `password` file: Faktory's `/etc/faktory` layout. The files are
+//! read at start and again on SIGHUP ([`Config::reread`]); they are a few small local files,
+//! read synchronously. [`report`] writes the effective config (secrets masked) and works out
+//! what a reload changes.
+
+mod file;
+mod report;
+
+pub use report::{Reload, Setting};
 
 use crate::core::CoreConfig;
 use crate::journal::writer::{Faults, SyncPolicy};
+use crate::logging::LogFormat;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Faktory's three environments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +38,17 @@ pub enum Environment {
     Staging,
     /// Password required unless skipped.
     Production,
+}
+
+impl Environment {
+    /// The name `-e` and `FAKTORY_ENV` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
 }
 
 /// Everything the server needs to start.
@@ -32,16 +62,22 @@ pub struct Config {
     pub web_connections_max: usize,
     /// Time a Web UI connection has, from accept, to send its request and read the response.
     pub web_request_timeout_ms: u64,
-    /// Storage directory (used by the journal in a later release).
+    /// Storage directory: the journal, snapshots and their lock.
     pub data_dir: PathBuf,
-    /// Configuration directory.
+    /// Configuration directory: `conf.d/*.toml` and, outside development, `password`.
     pub config_dir: PathBuf,
     /// development, staging or production.
     pub environment: Environment,
-    /// Log level.
+    /// Log level (changed at run time by SIGHUP).
     pub log_level: log::LevelFilter,
-    /// Password clients must prove, if any.
+    /// Text (Faktory-like) or JSON log lines.
+    pub log_format: LogFormat,
+    /// `WERK_LOG`: env_logger directives per module; when set, SIGHUP cannot change the level.
+    pub log_filter: Option<String>,
+    /// Password clients must prove, if any (changed at run time by SIGHUP).
     pub password: Option<String>,
+    /// The Web UI's own password (`[web] password`); without it the Web UI uses `password`.
+    pub web_password: Option<String>,
     /// Longest request line in bytes; a longer one gets `-ERR` and the connection closes.
     pub line_bytes_max: usize,
     /// Most identified connections (Faktory: 2000).
@@ -54,32 +90,52 @@ pub struct Config {
     pub sync: SyncPolicy,
     /// Compact when the journal is over this many bytes and over the last snapshot's size.
     pub compact_bytes_min: u64,
+    /// Longest a SIGTERM/SIGINT shutdown may take (final journal sync included) before werk
+    /// gives up and exits with status 1.
+    pub shutdown_timeout_ms: u64,
     /// Injected storage faults, from `WERK_FAULTS` (a testing hook).
     pub faults: Faults,
     /// The state machine's tunables.
     pub core: CoreConfig,
+    /// The command line this config came from (read again, with the files, on SIGHUP).
+    pub args: Vec<String>,
+    /// The `conf.d/*.toml` files read, in the order applied.
+    pub files: Vec<PathBuf>,
+    /// Things to tell the operator once logging is up (unknown keys, ignored sections).
+    pub warnings: Vec<String>,
+    /// Where each setting that is not at its default came from (a flag, a file, a variable).
+    pub sources: BTreeMap<&'static str, String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let home = std::env::var("HOME").ok();
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 7419)),
             web_bind: Some(SocketAddr::from(([127, 0, 0, 1], 7420))),
             web_connections_max: 64,
             web_request_timeout_ms: 10_000,
-            data_dir: default_dir(Environment::Development, "db"),
-            config_dir: default_dir(Environment::Development, ""),
+            data_dir: default_data_dir(Environment::Development, home.as_deref()),
+            config_dir: default_config_dir(Environment::Development, home.as_deref(), &|_| false),
             environment: Environment::Development,
             log_level: log::LevelFilter::Info,
+            log_format: LogFormat::Text,
+            log_filter: None,
             password: None,
+            web_password: None,
             line_bytes_max: 16 << 20,
             connections_max: 2000,
             hello_timeout_ms: 2000,
             write_buffer_max: 1 << 20,
             sync: SyncPolicy::Always,
             compact_bytes_min: 64 << 20,
+            shutdown_timeout_ms: 8_000,
             faults: Faults::default(),
             core: CoreConfig::default(),
+            args: Vec::new(),
+            files: Vec::new(),
+            warnings: Vec::new(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -107,153 +163,582 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A setting that a flag or a config file sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// `-b`, `[faktory] binding`.
+    Bind,
+    /// `-w`, `[web] binding`.
+    WebBind,
+    /// `[faktory] password` (`FAKTORY_PASSWORD` wins).
+    Password,
+    /// `[web] password`.
+    WebPassword,
+    /// `-l`, `[werk] log_level`.
+    LogLevel,
+    /// `--log-format`, `[werk] log_format`.
+    LogFormat,
+    /// `--sync`, `[werk] sync`.
+    Sync,
+    /// `--line-bytes-max`, `[werk] line_bytes_max`.
+    LineBytesMax,
+    /// `--connections-max`, `[werk] connections_max`.
+    ConnectionsMax,
+    /// `--dead-max`, `[werk] dead_max`.
+    DeadMax,
+    /// `--compact-bytes-min`, `[werk] compact_bytes_min`.
+    CompactBytesMin,
+    /// `--shutdown-timeout-ms`, `[werk] shutdown_timeout_ms`.
+    ShutdownTimeoutMs,
+    /// `--web-connections-max`, `[web] connections_max`.
+    WebConnectionsMax,
+    /// `--web-timeout-ms`, `[web] timeout_ms`.
+    WebTimeoutMs,
+}
+
+/// The TOML type a key takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A string.
+    Text,
+    /// A whole number.
+    Number,
+    /// A string that is a secret (or, starting with `/`, a file holding one); never logged.
+    Secret,
+}
+
+/// One row of [`SETTINGS`].
+#[derive(Debug)]
+pub struct Spec {
+    /// Which setting.
+    pub key: Key,
+    /// Its name in the effective-config log line and in reload messages.
+    pub name: &'static str,
+    /// The flag, without dashes, if a flag sets it.
+    pub flag: Option<&'static str>,
+    /// `(table, key)` in `conf.d/*.toml`, if a file sets it.
+    pub toml: Option<(&'static str, &'static str)>,
+    /// The TOML type.
+    pub kind: Kind,
+    /// Whether SIGHUP applies a change to the running server.
+    pub reloadable: bool,
+}
+
+const fn spec(
+    key: Key,
+    name: &'static str,
+    flag: Option<&'static str>,
+    toml: Option<(&'static str, &'static str)>,
+    kind: Kind,
+    reloadable: bool,
+) -> Spec {
+    Spec {
+        key,
+        name,
+        flag,
+        toml,
+        kind,
+        reloadable,
+    }
+}
+
+/// Every setting a flag or a config key sets. The tables are Faktory's `[faktory]` and `[web]`
+/// plus werk's own `[werk]`.
+pub const SETTINGS: &[Spec] = &[
+    spec(
+        Key::Bind,
+        "bind",
+        Some("b"),
+        Some(("faktory", "binding")),
+        Kind::Text,
+        false,
+    ),
+    spec(
+        Key::Password,
+        "password",
+        None,
+        Some(("faktory", "password")),
+        Kind::Secret,
+        true,
+    ),
+    spec(
+        Key::WebBind,
+        "web_bind",
+        Some("w"),
+        Some(("web", "binding")),
+        Kind::Text,
+        false,
+    ),
+    spec(
+        Key::WebPassword,
+        "web_password",
+        None,
+        Some(("web", "password")),
+        Kind::Secret,
+        true,
+    ),
+    spec(
+        Key::WebConnectionsMax,
+        "web_connections_max",
+        Some("web-connections-max"),
+        Some(("web", "connections_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::WebTimeoutMs,
+        "web_timeout_ms",
+        Some("web-timeout-ms"),
+        Some(("web", "timeout_ms")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::LogLevel,
+        "log_level",
+        Some("l"),
+        Some(("werk", "log_level")),
+        Kind::Text,
+        true,
+    ),
+    spec(
+        Key::LogFormat,
+        "log_format",
+        Some("log-format"),
+        Some(("werk", "log_format")),
+        Kind::Text,
+        false,
+    ),
+    spec(
+        Key::Sync,
+        "sync",
+        Some("sync"),
+        Some(("werk", "sync")),
+        Kind::Text,
+        false,
+    ),
+    spec(
+        Key::LineBytesMax,
+        "line_bytes_max",
+        Some("line-bytes-max"),
+        Some(("werk", "line_bytes_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::ConnectionsMax,
+        "connections_max",
+        Some("connections-max"),
+        Some(("werk", "connections_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::DeadMax,
+        "dead_max",
+        Some("dead-max"),
+        Some(("werk", "dead_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::CompactBytesMin,
+        "compact_bytes_min",
+        Some("compact-bytes-min"),
+        Some(("werk", "compact_bytes_min")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::ShutdownTimeoutMs,
+        "shutdown_timeout_ms",
+        Some("shutdown-timeout-ms"),
+        Some(("werk", "shutdown_timeout_ms")),
+        Kind::Number,
+        false,
+    ),
+];
+
+/// Flags that are not settings: `-d`, `-c`, `-e`, `--no-web`, `-v`, `-h`.
+#[cfg(test)]
+const OTHER_FLAGS: &[&str] = &["d", "c", "e", "no-web", "v", "version", "h", "help"];
+
 /// The `--help` text.
 pub const HELP: &str = "\
 werk: a Faktory-compatible background-job server
 
 Usage: werk [flags]
+       werk journal check [-d DIR]
 
-  -b HOST:PORT          protocol listener (default 127.0.0.1:7419)
+  -b HOST:PORT          protocol listener (default 127.0.0.1:7419; :7419 = all interfaces)
   -w HOST:PORT          Web UI listener (default 127.0.0.1:7420); `-w off` (or
-                        Faktory's `-w :0`, or --no-web) turns the Web UI off
+                        Faktory's `-w :0`) turns the Web UI off
+  --no-web              no Web UI (the same as -w off)
   -d DIR                data directory (default ~/.werk/db in development,
                         /var/lib/werk/db otherwise)
-  -c DIR                config directory (default ~/.werk, /etc/werk otherwise)
+  -c DIR                config directory: conf.d/*.toml and, outside development, a
+                        `password` file (default ~/.werk in development, /etc/werk
+                        otherwise; ~/.faktory or /etc/faktory when only that one exists)
   -e ENV                development | staging | production (default $FAKTORY_ENV,
                         else development)
   -l LEVEL              error | warn | info | debug (default info)
-  -v                    print the version and exit
+  -v, --version         print the version and exit
   -h, --help            print this help
-  --line-bytes-max N    longest command line in bytes (default 16777216)
+  --log-format FORMAT   text (Faktory-like lines, default) or json (one object per line)
+  --line-bytes-max N    longest command line in bytes (default 16777216, at least 64)
   --connections-max N   most identified connections (default 2000)
   --dead-max N          most jobs kept in the dead set (default 100000)
   --web-connections-max N  most open Web UI connections (default 64)
   --web-timeout-ms N    time a Web UI client has to send its request and read the
-                        response, from accept (default 10000)
+                        response, from accept (default 10000, at least 100)
   --sync POLICY         always (fsync before every acknowledgement, default),
                         everysec (fsync within 1 s: power loss may take the last second)
                         or none (no fsync: survives a werk crash, not power loss)
   --compact-bytes-min N compact when the journal passes N bytes and the last snapshot's
-                        size (default 67108864)
+                        size (default 67108864, at least 4096)
+  --shutdown-timeout-ms N  longest a TERM/INT shutdown may take before werk exits with
+                        status 1 (default 8000, at least 100)
+
+Flags beat conf.d files, which beat the defaults. Every flag has a conf.d key; see
+docs/OPERATIONS.md.
 
 Environment:
-  FAKTORY_PASSWORD        password clients must send; a value starting with / names
-                          a file holding it
+  FAKTORY_PASSWORD        password clients must send (beats [faktory] password); a value
+                          starting with / names a file holding it
   FAKTORY_ENV             default environment
   FAKTORY_SKIP_PASSWORD   1, true or yes: allow staging/production without a password
+  WERK_LOG                env_logger directives per module, e.g. werk::net=debug
+
+Signals: TERM and INT stop gracefully (exit 0); HUP re-reads the config and applies the
+passwords and the log level.
 ";
 
-fn default_dir(env: Environment, leaf: &str) -> PathBuf {
-    let base = match (env, std::env::var_os("HOME")) {
-        (Environment::Development, Some(home)) => PathBuf::from(home).join(".werk"),
-        (Environment::Development, None) => PathBuf::from(".werk"),
-        (_, _) if leaf.is_empty() => PathBuf::from("/etc/werk"),
-        _ => PathBuf::from("/var/lib/werk"),
-    };
-    if leaf.is_empty() {
-        base
-    } else {
-        base.join(leaf)
-    }
-}
-
 impl Config {
-    /// Parses `args` (without the program name), reading the environment through `env`.
+    /// Parses `args` (without the program name), reading the environment through `env` and
+    /// the config directory's files.
     pub fn from_args<I, F>(args: I, env: F) -> Result<Action, ConfigError>
     where
         I: IntoIterator<Item = String>,
         F: Fn(&str) -> Option<String>,
     {
+        let args: Vec<String> = args.into_iter().collect();
         let mut c = Config::default();
-        let mut env_name = env("FAKTORY_ENV").filter(|s| !s.is_empty());
+        let flags = match parse_flags(&args, &mut c)? {
+            Parsed::Exit(action) => return Ok(action),
+            Parsed::Flags(f) => f,
+        };
+        c.args = args;
         if let Some(v) = env("WERK_FAULTS").filter(|s| !s.is_empty()) {
             c.faults = Faults::parse(&v).map_err(|e| ConfigError(format!("WERK_FAULTS: {e}")))?;
         }
-        let (mut data_dir, mut config_dir) = (None, None);
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let flag = arg.trim_start_matches('-');
-            if flag.len() == arg.len() {
-                return Err(ConfigError(format!(
-                    "unexpected argument {arg:?}; see --help"
-                )));
-            }
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (flag, None),
-            };
-            match name {
-                "v" | "version" => return Ok(Action::Version),
-                "h" | "help" => return Ok(Action::Help),
-                "no-web" => {
-                    c.web_bind = None;
-                    continue;
-                }
-                _ => {}
-            }
-            let value = match inline.or_else(|| args.next()) {
-                Some(v) => v,
-                None => return Err(ConfigError(format!("flag -{name} needs a value"))),
-            };
-            match name {
-                "b" => c.bind = resolve(&value, "-b")?,
-                "w" => c.web_bind = web_address(&value)?,
-                "web-connections-max" => c.web_connections_max = parse_num(&value, name, 1)?,
-                "web-timeout-ms" => {
-                    c.web_request_timeout_ms = parse_num(&value, name, 100)? as u64;
-                }
-                "d" => data_dir = Some(PathBuf::from(value)),
-                "c" => config_dir = Some(PathBuf::from(value)),
-                "e" => env_name = Some(value),
-                "l" => c.log_level = parse_level(&value)?,
-                "line-bytes-max" => c.line_bytes_max = parse_num(&value, name, 64)?,
-                "connections-max" => c.connections_max = parse_num(&value, name, 1)?,
-                "dead-max" => c.core.dead_max = parse_num(&value, name, 0)?,
-                "compact-bytes-min" => {
-                    c.compact_bytes_min = parse_num(&value, name, 4096)? as u64;
-                }
-                "sync" => {
-                    c.sync = match value.as_str() {
-                        "always" => SyncPolicy::Always,
-                        "everysec" => SyncPolicy::EverySec,
-                        "none" => SyncPolicy::None,
-                        _ => {
-                            return Err(ConfigError(format!(
-                                "--sync: unknown policy {value:?}: use always, everysec or none"
-                            )))
-                        }
+        c.log_filter = env("WERK_LOG").filter(|s| !s.is_empty());
+        c.environment = match flags.environment {
+            Some(name) => parse_environment(&name).map_err(|e| ConfigError(format!("-e: {e}")))?,
+            None => match env("FAKTORY_ENV").filter(|s| !s.is_empty()) {
+                Some(name) => parse_environment(&name)
+                    .map_err(|e| ConfigError(format!("FAKTORY_ENV: {e}")))?,
+                None => Environment::Development,
+            },
+        };
+        let home = env("HOME");
+        if flags.data_dir.is_some() {
+            c.sources.insert("data_dir", "-d".into());
+        }
+        if flags.config_dir.is_some() {
+            c.sources.insert("config_dir", "-c".into());
+        }
+        c.data_dir = flags
+            .data_dir
+            .unwrap_or_else(|| default_data_dir(c.environment, home.as_deref()));
+        c.config_dir = flags
+            .config_dir
+            .unwrap_or_else(|| default_config_dir(c.environment, home.as_deref(), &|p| p.is_dir()));
+        let found = file::read_conf_d(&c.config_dir)?;
+        let secrets = c.apply_files(&found, &flags.set)?;
+        c.files = found.files;
+        c.warnings = found.warnings;
+        c.resolve_passwords(&env, secrets)?;
+        Ok(Action::Run(Box::new(c)))
+    }
+
+    /// Applies the files' values, in order, to the settings no flag set. Values of settings a
+    /// flag did set are still checked, so a bad file is refused whatever the command line says.
+    /// Returns the secrets, which are resolved with the environment afterwards.
+    fn apply_files(
+        &mut self,
+        found: &file::Found,
+        by_flag: &[Key],
+    ) -> Result<Secrets, ConfigError> {
+        let mut secrets = Secrets::default();
+        let mut scratch = Config::default();
+        for v in &found.values {
+            let origin = v.file.display().to_string();
+            match v.spec.key {
+                Key::Password => secrets.password = Some((v.text.clone(), origin)),
+                Key::WebPassword => secrets.web_password = Some((v.text.clone(), origin)),
+                key => {
+                    let flagged = by_flag.contains(&key);
+                    let target = if flagged { &mut scratch } else { &mut *self };
+                    set(target, key, &v.text).map_err(|e| {
+                        let (table, name) = v.spec.toml.unwrap_or_default();
+                        ConfigError(format!("{origin}: [{table}] {name}: {e}"))
+                    })?;
+                    if !flagged {
+                        self.sources.insert(v.spec.name, origin);
                     }
                 }
-                _ => return Err(ConfigError(format!("unknown flag -{name}; see --help"))),
             }
         }
-        c.environment = match env_name.as_deref() {
-            None | Some("development") => Environment::Development,
-            Some("staging") => Environment::Staging,
-            Some("production") => Environment::Production,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "unknown environment {other:?}: use development, staging or production"
-                )))
-            }
+        Ok(secrets)
+    }
+
+    /// The protocol password: `FAKTORY_PASSWORD`, else `[faktory] password`, else (outside
+    /// development) the config directory's `password` file, as Faktory. Then the Web UI's, and
+    /// the rule that staging and production need one.
+    fn resolve_passwords<F>(&mut self, env: &F, secrets: Secrets) -> Result<(), ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let file = self.config_dir.join("password");
+        let (password, source) = if let Some(v) = env("FAKTORY_PASSWORD").filter(|v| !v.is_empty())
+        {
+            let source = if v.starts_with('/') {
+                format!("FAKTORY_PASSWORD (file {v})")
+            } else {
+                "FAKTORY_PASSWORD".to_owned()
+            };
+            (read_secret(&v, "FAKTORY_PASSWORD")?, source)
+        } else if let Some((v, origin)) = secrets.password {
+            let what = format!("{origin}: [faktory] password");
+            (read_secret(&v, &what)?, origin)
+        } else if self.environment != Environment::Development && file.is_file() {
+            let path = file.display().to_string();
+            (read_secret(&path, &path)?, path)
+        } else {
+            (None, String::new())
         };
-        c.data_dir = data_dir.unwrap_or_else(|| default_dir(c.environment, "db"));
-        c.config_dir = config_dir.unwrap_or_else(|| default_dir(c.environment, ""));
-        c.password = password_from_env(&env)?;
+        if password.is_some() {
+            self.sources.insert("password", source);
+        }
+        self.password = password;
+        if let Some((v, origin)) = secrets.web_password {
+            self.web_password = read_secret(&v, &format!("{origin}: [web] password"))?;
+            if self.web_password.is_some() {
+                self.sources.insert("web_password", origin);
+            }
+        }
         let skip = env("FAKTORY_SKIP_PASSWORD")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
-        if c.environment != Environment::Development && c.password.is_none() && !skip {
-            return Err(ConfigError(
-                "werk requires a password in staging and production: set FAKTORY_PASSWORD \
-                 (or FAKTORY_SKIP_PASSWORD=1 to run without one)"
-                    .into(),
-            ));
+        if self.environment != Environment::Development && self.password.is_none() && !skip {
+            return Err(ConfigError(format!(
+                "werk requires a password in staging and production: set FAKTORY_PASSWORD, \
+                 [faktory] password in {}/conf.d/*.toml, or the file {} (or \
+                 FAKTORY_SKIP_PASSWORD=1 to run without one)",
+                self.config_dir.display(),
+                file.display()
+            )));
         }
-        Ok(Action::Run(Box::new(c)))
+        Ok(())
+    }
+
+    /// The password the Web UI asks for: `[web] password`, else the protocol password.
+    pub fn web_ui_password(&self) -> Option<&str> {
+        self.web_password.as_deref().or(self.password.as_deref())
+    }
+
+    /// Reads the config again as at start (same command line, the environment through `env`,
+    /// the files as they are now), for SIGHUP.
+    pub fn reread<F>(&self, env: F) -> Result<Config, ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        match Config::from_args(self.args.clone(), env)? {
+            Action::Run(c) => Ok(*c),
+            Action::Version | Action::Help => Err(ConfigError(
+                "the command line asks for no server (-v or -h)".into(),
+            )),
+        }
     }
 }
 
-fn resolve(addr: &str, flag: &str) -> Result<SocketAddr, ConfigError> {
+/// Secrets found in the files: `(value, file)`.
+#[derive(Debug, Default)]
+struct Secrets {
+    password: Option<(String, String)>,
+    web_password: Option<(String, String)>,
+}
+
+/// What the command line said besides the settings it set directly.
+#[derive(Debug, Default)]
+struct Flags {
+    environment: Option<String>,
+    data_dir: Option<PathBuf>,
+    config_dir: Option<PathBuf>,
+    /// Settings a flag set (files do not override them).
+    set: Vec<Key>,
+}
+
+#[derive(Debug)]
+enum Parsed {
+    Flags(Flags),
+    Exit(Action),
+}
+
+/// Parses the flags, setting what they set on `c`.
+fn parse_flags(args: &[String], c: &mut Config) -> Result<Parsed, ConfigError> {
+    let mut flags = Flags::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let flag = arg.trim_start_matches('-');
+        if flag.len() == arg.len() || flag.is_empty() {
+            return Err(ConfigError(format!(
+                "unexpected argument {arg:?}; see --help"
+            )));
+        }
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (flag, None),
+        };
+        match name {
+            "v" | "version" => return Ok(Parsed::Exit(Action::Version)),
+            "h" | "help" => return Ok(Parsed::Exit(Action::Help)),
+            "no-web" => {
+                c.web_bind = None;
+                flags.set.push(Key::WebBind);
+                c.sources.insert("web_bind", "--no-web".into());
+                continue;
+            }
+            _ => {}
+        }
+        let spec = SETTINGS.iter().find(|s| s.flag == Some(name));
+        if spec.is_none() && !matches!(name, "d" | "c" | "e") {
+            return Err(ConfigError(format!(
+                "unknown flag {}; see --help",
+                dashed(name)
+            )));
+        }
+        let Some(value) = inline.or_else(|| args.next().cloned()) else {
+            return Err(ConfigError(format!("flag {} needs a value", dashed(name))));
+        };
+        match spec {
+            Some(spec) => {
+                set(c, spec.key, &value)
+                    .map_err(|e| ConfigError(format!("{}: {e}", dashed(name))))?;
+                flags.set.push(spec.key);
+                c.sources.insert(spec.name, dashed(name));
+            }
+            None if name == "d" => flags.data_dir = Some(PathBuf::from(value)),
+            None if name == "c" => flags.config_dir = Some(PathBuf::from(value)),
+            None => flags.environment = Some(value),
+        }
+    }
+    Ok(Parsed::Flags(flags))
+}
+
+/// `-b` for one-letter flags, `--sync` for long ones.
+fn dashed(name: &str) -> String {
+    if name.len() == 1 {
+        format!("-{name}")
+    } else {
+        format!("--{name}")
+    }
+}
+
+/// Sets `key` from its text (a flag's value, or a file's value as text). The error says what
+/// is accepted; the caller prefixes the flag, or the file and key.
+fn set(c: &mut Config, key: Key, value: &str) -> Result<(), String> {
+    match key {
+        Key::Bind => c.bind = resolve(value)?,
+        Key::WebBind => c.web_bind = web_address(value)?,
+        Key::Password => c.password = Some(value.to_owned()),
+        Key::WebPassword => c.web_password = Some(value.to_owned()),
+        Key::LogLevel => c.log_level = parse_level(value)?,
+        Key::LogFormat => {
+            c.log_format = match value {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(format!("unknown log format {value:?}: use text or json")),
+            }
+        }
+        Key::Sync => {
+            c.sync = match value {
+                "always" => SyncPolicy::Always,
+                "everysec" => SyncPolicy::EverySec,
+                "none" => SyncPolicy::None,
+                _ => {
+                    return Err(format!(
+                        "unknown policy {value:?}: use always, everysec or none"
+                    ))
+                }
+            }
+        }
+        Key::LineBytesMax => c.line_bytes_max = parse_num(value, 64)?,
+        Key::ConnectionsMax => c.connections_max = parse_num(value, 1)?,
+        Key::DeadMax => c.core.dead_max = parse_num(value, 0)?,
+        Key::CompactBytesMin => c.compact_bytes_min = parse_num(value, 4096)? as u64,
+        Key::ShutdownTimeoutMs => c.shutdown_timeout_ms = parse_num(value, 100)? as u64,
+        Key::WebConnectionsMax => c.web_connections_max = parse_num(value, 1)?,
+        Key::WebTimeoutMs => c.web_request_timeout_ms = parse_num(value, 100)? as u64,
+    }
+    Ok(())
+}
+
+fn parse_environment(name: &str) -> Result<Environment, String> {
+    match name {
+        "development" => Ok(Environment::Development),
+        "staging" => Ok(Environment::Staging),
+        "production" => Ok(Environment::Production),
+        other => Err(format!(
+            "unknown environment {other:?}: use development, staging or production"
+        )),
+    }
+}
+
+fn home_base(home: Option<&str>) -> PathBuf {
+    home.filter(|h| !h.is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn default_data_dir(env: Environment, home: Option<&str>) -> PathBuf {
+    match env {
+        Environment::Development => home_base(home).join(".werk").join("db"),
+        _ => PathBuf::from("/var/lib/werk/db"),
+    }
+}
+
+/// `~/.werk` in development, `/etc/werk` otherwise; Faktory's `~/.faktory` or `/etc/faktory`
+/// when only that one exists, so a Faktory host's config is picked up as it is.
+fn default_config_dir(
+    env: Environment,
+    home: Option<&str>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> PathBuf {
+    let [werk, faktory] = match env {
+        Environment::Development => {
+            let base = home_base(home);
+            [base.join(".werk"), base.join(".faktory")]
+        }
+        _ => [PathBuf::from("/etc/werk"), PathBuf::from("/etc/faktory")],
+    };
+    if !exists(&werk) && exists(&faktory) {
+        faktory
+    } else {
+        werk
+    }
+}
+
+/// A value that names a file (it starts with `/`) is replaced by the file's trimmed contents
+/// (Docker secrets, as Faktory). An empty password is no password.
+fn read_secret(value: &str, what: &str) -> Result<Option<String>, ConfigError> {
+    if !value.starts_with('/') {
+        return Ok(Some(value.to_owned()).filter(|p| !p.is_empty()));
+    }
+    let text = std::fs::read_to_string(value)
+        .map_err(|e| ConfigError(format!("{what}: cannot read {value}: {e}")))?;
+    Ok(Some(text.trim().to_owned()).filter(|p| !p.is_empty()))
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
     // Faktory accepts ":7419" for all interfaces.
     let full = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
@@ -263,65 +748,55 @@ fn resolve(addr: &str, flag: &str) -> Result<SocketAddr, ConfigError> {
     full.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| ConfigError(format!("{flag}: {addr:?} is not a HOST:PORT address")))
+        .ok_or_else(|| format!("{addr:?} is not a HOST:PORT address"))
 }
 
 /// `-w`: an address, or `off` (and Faktory's `:0`) for no Web UI. `127.0.0.1:0` is an
 /// ephemeral port, as for `-b`.
-fn web_address(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+fn web_address(value: &str) -> Result<Option<SocketAddr>, String> {
     match value {
         "off" | ":0" => Ok(None),
-        _ => resolve(value, "-w").map(Some),
+        _ => resolve(value)
+            .map(Some)
+            .map_err(|e| format!("{e} (or off)")),
     }
 }
 
-fn parse_level(s: &str) -> Result<log::LevelFilter, ConfigError> {
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
     match s {
         "error" => Ok(log::LevelFilter::Error),
         "warn" => Ok(log::LevelFilter::Warn),
         "info" => Ok(log::LevelFilter::Info),
         "debug" => Ok(log::LevelFilter::Debug),
         "trace" => Ok(log::LevelFilter::Trace),
-        _ => Err(ConfigError(format!(
-            "-l: unknown log level {s:?}: use error, warn, info or debug"
-        ))),
+        _ => Err(format!(
+            "unknown log level {s:?}: use error, warn, info or debug"
+        )),
     }
 }
 
-fn parse_num(s: &str, name: &str, min: usize) -> Result<usize, ConfigError> {
+fn parse_num(s: &str, min: usize) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= min => Ok(n),
-        _ => Err(ConfigError(format!(
-            "--{name}: {s:?} is not a whole number of at least {min}"
-        ))),
+        _ => Err(format!("{s:?} is not a whole number of at least {min}")),
     }
-}
-
-fn password_from_env<F: Fn(&str) -> Option<String>>(
-    env: &F,
-) -> Result<Option<String>, ConfigError> {
-    let Some(value) = env("FAKTORY_PASSWORD").filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if !value.starts_with('/') {
-        return Ok(Some(value));
-    }
-    // A value starting with / names a file (Docker secrets), read once at startup.
-    let text = std::fs::read_to_string(&value)
-        .map_err(|e| ConfigError(format!("FAKTORY_PASSWORD: cannot read {value}: {e}")))?;
-    Ok(Some(text.trim().to_owned()).filter(|p| !p.is_empty()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A config directory no test creates: the developer's `~/.werk` is never read.
+    const NO_CONFIG: &str = "/nonexistent/werk-unit-test-config";
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Action, ConfigError> {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_args(args.iter().map(|s| s.to_string()), |k| {
+        let args = ["-c", NO_CONFIG].iter().chain(args).map(|s| s.to_string());
+        Config::from_args(args, |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
     }
@@ -333,6 +808,47 @@ mod tests {
         }
     }
 
+    fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+        match parse(args, env) {
+            Err(e) => e.0,
+            Ok(other) => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// A fresh config directory with `conf.d` holding `files` (name, text).
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(files: &[(&str, &str)]) -> Dir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "werk-unit-config-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+            for (name, text) in files {
+                std::fs::write(dir.join("conf.d").join(name), text).unwrap();
+            }
+            Dir(dir)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+
+        fn file(&self, name: &str) -> String {
+            self.0.join("conf.d").join(name).display().to_string()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn defaults() {
         let c = run(&[], &[]);
@@ -340,8 +856,13 @@ mod tests {
         assert_eq!(c.environment, Environment::Development);
         assert_eq!(c.line_bytes_max, 16 << 20);
         assert_eq!(c.connections_max, 2000);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.shutdown_timeout_ms, 8000);
         assert!(c.data_dir.ends_with(".werk/db"));
-        assert!(c.password.is_none());
+        assert!(c.password.is_none() && c.web_password.is_none());
+        assert!(c.files.is_empty() && c.warnings.is_empty());
+        let c = run(&[], &[("HOME", "/home/op")]);
+        assert_eq!(c.data_dir, PathBuf::from("/home/op/.werk/db"));
     }
 
     #[test]
@@ -357,6 +878,9 @@ mod tests {
                 ":0",
                 "--line-bytes-max",
                 "1024",
+                "--log-format",
+                "json",
+                "--shutdown-timeout-ms=500",
             ],
             &[("FAKTORY_PASSWORD", "s3cret")],
         );
@@ -364,7 +888,10 @@ mod tests {
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.line_bytes_max, 1024);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.shutdown_timeout_ms, 500);
         assert_eq!(c.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.config_dir, PathBuf::from(NO_CONFIG));
         assert_eq!(run(&["-b", ":7419"], &[]).bind.to_string(), "0.0.0.0:7419");
         assert_eq!(c.web_bind, None, "Faktory's -w :0 turns the Web UI off");
         assert_eq!(run(&["-w", "off"], &[]).web_bind, None);
@@ -379,24 +906,47 @@ mod tests {
         );
         let c = run(&["--web-timeout-ms", "500", "--web-connections-max=3"], &[]);
         assert_eq!((c.web_request_timeout_ms, c.web_connections_max), (500, 3));
+        // The last of a repeated flag wins, as with Go's flag package.
+        assert_eq!(
+            run(&["-l", "warn", "-l", "error"], &[]).log_level,
+            log::LevelFilter::Error
+        );
         assert!(matches!(parse(&["-v"], &[]), Ok(Action::Version)));
         assert!(matches!(parse(&["--help"], &[]), Ok(Action::Help)));
+        assert!(matches!(parse(&["-h", "--bogus"], &[]), Ok(Action::Help)));
+        let c = run(&[], &[("WERK_LOG", "werk::net=debug")]);
+        assert_eq!(c.log_filter.as_deref(), Some("werk::net=debug"));
     }
 
     #[test]
     fn errors_say_what_to_do() {
-        let e = |a: &[&str], env: &[(&str, &str)]| parse(a, env).unwrap_err().0;
+        let e = error;
         assert!(e(&["-x", "1"], &[]).contains("unknown flag -x"));
-        assert!(e(&["-b"], &[]).contains("needs a value"));
-        assert!(e(&["-b", "nope"], &[]).contains("not a HOST:PORT"));
-        assert!(e(&["-l", "loud"], &[]).contains("use error, warn, info or debug"));
-        assert!(e(&["-e", "prod"], &[]).contains("use development, staging or production"));
+        assert!(e(&["--frobnicate"], &[]).contains("unknown flag --frobnicate; see --help"));
+        assert!(e(&["-b"], &[]).contains("flag -b needs a value"));
+        assert!(e(&["-b", "nope"], &[]).contains("-b: \"nope\" is not a HOST:PORT"));
+        assert!(e(&["-l", "loud"], &[])
+            .contains("-l: unknown log level \"loud\": use error, warn, info or debug"));
+        assert!(e(&["-e", "prod"], &[])
+            .contains("-e: unknown environment \"prod\": use development, staging or production"));
+        assert!(e(&[], &[("FAKTORY_ENV", "prod")]).starts_with("FAKTORY_ENV: unknown environment"));
         assert!(e(&["-e", "production"], &[]).contains("FAKTORY_PASSWORD"));
         assert!(e(&["stray"], &[]).contains("unexpected argument"));
-        assert!(e(&["--line-bytes-max", "1"], &[]).contains("at least 64"));
-        assert!(e(&["--sync", "sometimes"], &[]).contains("use always, everysec or none"));
+        assert!(e(&["-"], &[]).contains("unexpected argument"));
+        assert!(e(&["--line-bytes-max", "1"], &[])
+            .contains("--line-bytes-max: \"1\" is not a whole number of at least 64"));
+        assert!(e(&["--connections-max", "-3"], &[]).contains("at least 1"));
+        assert!(
+            e(&["--dead-max", "many"], &[]).contains("--dead-max: \"many\" is not a whole number")
+        );
+        assert!(e(&["--sync", "sometimes"], &[])
+            .contains("--sync: unknown policy \"sometimes\": use always, everysec or none"));
+        assert!(e(&["--log-format", "xml"], &[])
+            .contains("--log-format: unknown log format \"xml\": use text or json"));
         assert!(e(&["-w", "nowhere"], &[]).contains("-w: \"nowhere\" is not a HOST:PORT"));
         assert!(e(&["--web-timeout-ms", "5"], &[]).contains("at least 100"));
+        assert!(e(&["--shutdown-timeout-ms", "5"], &[])
+            .contains("--shutdown-timeout-ms: \"5\" is not a whole number of at least 100"));
         assert_eq!(run(&["--sync", "none"], &[]).sync, SyncPolicy::None);
         assert_eq!(run(&["--sync", "everysec"], &[]).sync, SyncPolicy::EverySec);
         assert_eq!(
@@ -422,5 +972,374 @@ mod tests {
             &[("FAKTORY_ENV", "staging"), ("FAKTORY_PASSWORD", "p")],
         );
         assert_eq!(c.environment, Environment::Staging);
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let flags = SETTINGS
+            .iter()
+            .filter_map(|s| s.flag)
+            .chain(OTHER_FLAGS.iter().copied());
+        for flag in flags {
+            let shown = dashed(flag);
+            assert!(
+                HELP.contains(&format!(" {shown} ")) || HELP.contains(&format!(" {shown},")),
+                "--help does not list {shown}"
+            );
+        }
+        for var in [
+            "FAKTORY_PASSWORD",
+            "FAKTORY_ENV",
+            "FAKTORY_SKIP_PASSWORD",
+            "WERK_LOG",
+        ] {
+            assert!(HELP.contains(var), "--help does not mention {var}");
+        }
+    }
+
+    #[test]
+    fn config_dir_defaults_per_environment_and_accepts_faktory_layout() {
+        let none = |_: &Path| false;
+        let dev = Environment::Development;
+        let prod = Environment::Production;
+        assert_eq!(
+            default_config_dir(dev, Some("/h"), &none),
+            PathBuf::from("/h/.werk")
+        );
+        assert_eq!(
+            default_config_dir(prod, Some("/h"), &none),
+            PathBuf::from("/etc/werk")
+        );
+        assert_eq!(
+            default_config_dir(Environment::Staging, None, &none),
+            PathBuf::from("/etc/werk")
+        );
+        // Only Faktory's directory exists: it is used as it is.
+        let faktory_only = |p: &Path| p.starts_with("/etc/faktory") || p.ends_with(".faktory");
+        assert_eq!(
+            default_config_dir(prod, None, &faktory_only),
+            PathBuf::from("/etc/faktory")
+        );
+        assert_eq!(
+            default_config_dir(dev, Some("/h"), &faktory_only),
+            PathBuf::from("/h/.faktory")
+        );
+        // Both exist: werk's wins.
+        let both = |_: &Path| true;
+        assert_eq!(
+            default_config_dir(prod, None, &both),
+            PathBuf::from("/etc/werk")
+        );
+        // The production default data directory is werk's own, never Faktory's.
+        assert_eq!(
+            default_data_dir(prod, None),
+            PathBuf::from("/var/lib/werk/db")
+        );
+    }
+
+    #[test]
+    fn files_merge_in_name_order_and_flags_win() {
+        let dir = Dir::new(&[
+            (
+                "20-override.toml",
+                "[werk]\nsync = \"none\"\nlog_level = \"debug\"\n",
+            ),
+            (
+                "10-base.toml",
+                "[faktory]\nbinding = \"127.0.0.1:17419\"\npassword = \"from-file\"\n\n\
+                 [web]\nbinding = \"off\"\npassword = \"web-secret\"\nconnections_max = 9\n\n\
+                 [werk]\nsync = \"everysec\"\nlog_level = \"warn\"\ndead_max = 7\n\
+                 log_format = \"json\"\n",
+            ),
+            ("notes.txt", "[werk]\nsync = \"always\"\n"),
+        ]);
+        let c = run(&["-c", dir.path()], &[]);
+        let names: Vec<_> = c
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["10-base.toml", "20-override.toml"]);
+        assert_eq!(c.bind.to_string(), "127.0.0.1:17419");
+        assert_eq!(c.web_bind, None);
+        assert_eq!(c.password.as_deref(), Some("from-file"));
+        assert_eq!(c.web_password.as_deref(), Some("web-secret"));
+        assert_eq!(c.web_ui_password(), Some("web-secret"));
+        assert_eq!(c.web_connections_max, 9);
+        assert_eq!(c.core.dead_max, 7);
+        assert_eq!(c.log_format, LogFormat::Json);
+        // The later file wins, key by key.
+        assert_eq!(c.sync, SyncPolicy::None);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.sources["sync"], dir.file("20-override.toml"));
+        assert_eq!(c.sources["dead_max"], dir.file("10-base.toml"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // Flags beat files; FAKTORY_PASSWORD beats [faktory] password.
+        let c = run(
+            &[
+                "-c",
+                dir.path(),
+                "-b",
+                "127.0.0.1:0",
+                "--sync",
+                "always",
+                "-w",
+                "127.0.0.1:0",
+            ],
+            &[("FAKTORY_PASSWORD", "from-env")],
+        );
+        assert_eq!(c.bind.port(), 0);
+        assert_eq!(c.sync, SyncPolicy::Always);
+        assert!(c.web_bind.is_some());
+        assert_eq!(c.password.as_deref(), Some("from-env"));
+        assert_eq!(c.sources["password"], "FAKTORY_PASSWORD");
+        assert_eq!(c.sources["sync"], "--sync");
+        assert_eq!(
+            c.log_level,
+            log::LevelFilter::Debug,
+            "no -l: the file's level"
+        );
+
+        // A file password counts for production; flags cannot hide a bad file value.
+        let c = run(&["-c", dir.path(), "-e", "production"], &[]);
+        assert_eq!(c.password.as_deref(), Some("from-file"));
+    }
+
+    #[test]
+    fn passwords_from_files() {
+        let dir = Dir::new(&[]);
+        let secret = dir.0.join("secret.txt");
+        std::fs::write(&secret, "  from-secret-file\n").unwrap();
+        let conf = format!("[faktory]\npassword = \"{}\"\n", secret.display());
+        std::fs::write(dir.0.join("conf.d/pw.toml"), conf).unwrap();
+        let c = run(&["-c", dir.path()], &[]);
+        assert_eq!(c.password.as_deref(), Some("from-secret-file"));
+        // FAKTORY_PASSWORD naming a file.
+        let c = run(&[], &[("FAKTORY_PASSWORD", secret.to_str().unwrap())]);
+        assert_eq!(c.password.as_deref(), Some("from-secret-file"));
+        assert!(c.sources["password"].starts_with("FAKTORY_PASSWORD (file /"));
+        let e = error(&[], &[("FAKTORY_PASSWORD", "/nonexistent/pw")]);
+        assert!(
+            e.starts_with("FAKTORY_PASSWORD: cannot read /nonexistent/pw"),
+            "{e}"
+        );
+
+        // Outside development, <config dir>/password (Faktory's /etc/faktory/password).
+        let plain = Dir::new(&[]);
+        std::fs::write(plain.0.join("password"), "etc-password\n").unwrap();
+        let c = run(&["-c", plain.path(), "-e", "staging"], &[]);
+        assert_eq!(c.password.as_deref(), Some("etc-password"));
+        let c = run(&["-c", plain.path()], &[]);
+        assert_eq!(
+            c.password, None,
+            "development ignores the password file, as Faktory"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings_naming_the_file() {
+        let dir = Dir::new(&[(
+            "faktory.toml",
+            "top = 1\nsync = \"none\"\n[faktory]\npassword = \"p\"\nbinding = \":7419\"\nsycn = 1\n\
+             [werk]\nbinding = \"x\"\n[[cron]]\nschedule = \"* * * * *\"\n[cron.job]\ntype = \"T\"\n\
+             [statsd]\nurl = \"x\"\n[mystery]\nk = 1\n",
+        )]);
+        let c = run(&["-c", dir.path()], &[]);
+        let f = dir.file("faktory.toml");
+        let expected = [
+            format!("{f}: [cron] is a Faktory Enterprise section, which werk does not implement (ignored)"),
+            format!("{f}: unknown key [faktory] sycn (ignored)"),
+            format!("{f}: unknown table [mystery] (ignored)"),
+            format!("{f}: [statsd] is a Faktory Enterprise section, which werk does not implement (ignored)"),
+            format!("{f}: unknown key sync outside any table (ignored); did you mean [werk] sync?"),
+            format!("{f}: unknown key top outside any table (ignored)"),
+            format!("{f}: unknown key [werk] binding (ignored); did you mean [faktory] binding or [web] binding?"),
+        ];
+        for want in &expected {
+            assert!(
+                c.warnings.contains(want),
+                "missing {want:?} in {:#?}",
+                c.warnings
+            );
+        }
+        assert_eq!(c.warnings.len(), expected.len(), "{:#?}", c.warnings);
+        // The known keys still apply.
+        assert_eq!(c.password.as_deref(), Some("p"));
+        assert_eq!(c.bind.to_string(), "0.0.0.0:7419");
+    }
+
+    #[test]
+    fn invalid_values_name_file_key_and_accepted_values() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[werk]\nsync = \"sometimes\"\n",
+                "[werk] sync: unknown policy \"sometimes\": use always, everysec or none",
+            ),
+            (
+                "[werk]\nlog_level = \"loud\"\n",
+                "[werk] log_level: unknown log level \"loud\": use error, warn, info or debug",
+            ),
+            (
+                "[werk]\nlog_format = \"xml\"\n",
+                "[werk] log_format: unknown log format \"xml\": use text or json",
+            ),
+            (
+                "[werk]\nline_bytes_max = 10\n",
+                "[werk] line_bytes_max: \"10\" is not a whole number of at least 64",
+            ),
+            (
+                "[werk]\nconnections_max = -1\n",
+                "[werk] connections_max: \"-1\" is not a whole number of at least 1",
+            ),
+            (
+                "[werk]\ndead_max = \"many\"\n",
+                "[werk] dead_max: expected a whole number, found a string",
+            ),
+            (
+                "[faktory]\nbinding = 7419\n",
+                "[faktory] binding: expected a string, found a integer",
+            ),
+            (
+                "[faktory]\nbinding = \"nowhere\"\n",
+                "[faktory] binding: \"nowhere\" is not a HOST:PORT address",
+            ),
+            (
+                "[web]\nbinding = \"nowhere\"\n",
+                "[web] binding: \"nowhere\" is not a HOST:PORT address (or off)",
+            ),
+            (
+                "[web]\ntimeout_ms = 1\n",
+                "[web] timeout_ms: \"1\" is not a whole number of at least 100",
+            ),
+            (
+                "faktory = 3\n",
+                "faktory must be a table ([faktory]), not a integer",
+            ),
+            ("[werk\nsync = 1\n", "not valid TOML: line 1, column"),
+            (
+                "[werk]\nsync = \"a\"\nsync = \"b\"\n",
+                "not valid TOML: line 3",
+            ),
+        ];
+        for (text, want) in cases {
+            let dir = Dir::new(&[
+                ("00-ok.toml", "[werk]\ndead_max = 5\n"),
+                ("50-bad.toml", text),
+            ]);
+            let e = error(&["-c", dir.path()], &[]);
+            let file = dir.file("50-bad.toml");
+            assert!(e.starts_with(&format!("{file}: ")), "{e}");
+            assert!(e.contains(want), "{e:?} does not contain {want:?}");
+            assert!(!e.contains('\n'), "{e:?}");
+            // A flag for the same setting does not hide a bad value in a file.
+            if text.contains("sync = \"sometimes\"") {
+                assert!(error(&["-c", dir.path(), "--sync", "none"], &[]).contains("50-bad.toml"));
+            }
+        }
+        let dir = Dir::new(&[(
+            "pw.toml",
+            "[faktory]\npassword = \"/nonexistent/werk-pw\"\n",
+        )]);
+        let e = error(&["-c", dir.path()], &[]);
+        assert!(
+            e.contains("pw.toml: [faktory] password: cannot read /nonexistent/werk-pw"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn summary_masks_secrets() {
+        let dir = Dir::new(&[("a.toml", "[web]\npassword = \"web-hunter2\"\n")]);
+        let c = run(
+            &["-c", dir.path(), "-b", ":7419"],
+            &[("FAKTORY_PASSWORD", "hunter2")],
+        );
+        let line = c.summary();
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(line.contains("password=*** (FAKTORY_PASSWORD)"), "{line}");
+        assert!(
+            line.contains(&format!("web_password=*** ({})", dir.file("a.toml"))),
+            "{line}"
+        );
+        assert!(line.contains("bind=0.0.0.0:7419 (-b)"), "{line}");
+        assert!(line.contains("sync=always "), "{line}");
+        assert!(line.contains("conf.d=[a.toml]"), "{line}");
+        assert!(line.contains("web_ui_password=web_password"), "{line}");
+        assert!(
+            !line.contains("listening on"),
+            "the test harnesses look for that phrase"
+        );
+        let line = run(&[], &[]).summary();
+        assert!(line.contains("password=off"), "{line}");
+        assert!(line.contains("web_ui_password=off"), "{line}");
+    }
+
+    #[test]
+    fn reload_applies_passwords_and_level_and_reports_the_rest() {
+        let dir = Dir::new(&[("a.toml", "[faktory]\npassword = \"one\"\n")]);
+        let mut c = run(&["-c", dir.path()], &[]);
+        assert_eq!(c.args, ["-c", NO_CONFIG, "-c", dir.path()]);
+
+        // Nothing changed.
+        let again = c.reread(|_| None).unwrap();
+        let r = c.reload(again);
+        assert!(r.changes.is_empty() && r.log_level.is_none(), "{r:?}");
+
+        std::fs::write(
+            dir.0.join("conf.d/a.toml"),
+            "[faktory]\npassword = \"two\"\n[web]\npassword = \"w\"\n\
+             [werk]\nlog_level = \"debug\"\nsync = \"none\"\n",
+        )
+        .unwrap();
+        let r = c.reload(c.reread(|_| None).unwrap());
+        assert_eq!(
+            r.changes,
+            [
+                "password: changed",
+                "web_password: now set",
+                "log_level: info -> debug",
+                "sync: always -> none in the config, not applied: takes a restart",
+            ]
+        );
+        assert!(!r.changes.concat().contains("two"));
+        assert_eq!(r.log_level, Some(log::LevelFilter::Debug));
+        assert_eq!(c.password.as_deref(), Some("two"));
+        assert_eq!(c.web_password.as_deref(), Some("w"));
+        assert_eq!(c.sync, SyncPolicy::Always, "sync needs a restart");
+
+        // Removing the password; a bad file is an error and changes nothing.
+        std::fs::write(
+            dir.0.join("conf.d/a.toml"),
+            "[werk]\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        let r = c.reload(c.reread(|_| None).unwrap());
+        assert_eq!(r.changes, ["password: removed", "web_password: removed"]);
+        std::fs::write(
+            dir.0.join("conf.d/a.toml"),
+            "[werk]\nlog_level = \"loud\"\n",
+        )
+        .unwrap();
+        assert!(c.reread(|_| None).unwrap_err().0.contains("log_level"));
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+
+        // Under WERK_LOG the level is not changed by a reload.
+        std::fs::write(
+            dir.0.join("conf.d/a.toml"),
+            "[werk]\nlog_level = \"warn\"\n",
+        )
+        .unwrap();
+        c.log_filter = Some("werk=trace".into());
+        let r = c.reload(
+            c.reread(|k| (k == "WERK_LOG").then(|| "werk=trace".into()))
+                .unwrap(),
+        );
+        assert_eq!(
+            r.changes,
+            ["log_level: debug -> warn in the config, not applied: WERK_LOG is set"]
+        );
+        assert_eq!(r.log_level, None);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
     }
 }

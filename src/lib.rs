@@ -9,7 +9,8 @@
 //! - [`web`]: the Web UI, `/stats`, `/health`, `/debug` and `/metrics`, served by [`net`] from the
 //!   same loop; it reads and acts on [`core`] through its query and action functions.
 //! - [`resp`], [`timestamp`], [`clock`], [`auth`], [`histogram`]: leaves.
-//! - [`config`]: command-line flags and environment to a validated [`config::Config`].
+//! - [`config`]: command-line flags, environment and `conf.d/*.toml` files to a validated
+//!   [`config::Config`]; [`logging`]: the log line formats.
 //!
 //! Data flow: socket bytes → read buffer → [`command::line::LineReader`] (a borrowed line) →
 //! [`command::Command::parse`] → [`core::Core::apply`] → [`resp::Reply`] → write buffer → socket.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod core;
 pub mod histogram;
 pub mod journal;
+pub mod logging;
 pub mod net;
 pub mod resp;
 pub mod timer;
