@@ -1,8 +1,6 @@
 //! The `werk` binary: parse flags, start logging, bind, run.
 
-use std::io::Write;
 use std::process::ExitCode;
-use werk::clock::{Clock, SystemClock};
 use werk::config::{Action, Config, HELP};
 use werk::net::Server;
 
@@ -30,7 +28,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level);
+    werk::logging::init(
+        config.log_level,
+        config.log_format,
+        config.log_filter.as_deref(),
+    );
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
+    log::info!("config: {}", config.summary());
     let mut server = match Server::bind((*config).clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -43,10 +49,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     log::info!(
-        "werk {} listening on {} (environment {:?}, password {})",
+        "werk {} listening on {} (environment {}, password {})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
-        config.environment,
+        config.environment.as_str(),
         if config.password.is_some() {
             "required"
         } else {
@@ -57,13 +63,13 @@ fn main() -> ExitCode {
         Some(addr) => {
             log::info!(
                 "web UI on http://{addr} (basic auth {})",
-                if config.password.is_some() {
+                if config.web_ui_password().is_some() {
                     "required"
                 } else {
                     "off"
                 }
             );
-            if config.password.is_none() && !addr.ip().is_loopback() {
+            if config.web_ui_password().is_none() && !addr.ip().is_loopback() {
                 log::warn!(
                     "SECURITY: the web UI listens on {addr} with no password: anyone who can \
                      reach it can see and delete jobs. Set FAKTORY_PASSWORD, or bind -w to \
@@ -87,28 +93,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// One line per event, as Faktory writes them: level letter, UTC time, message.
-fn init_logging(level: log::LevelFilter) {
-    let clock = SystemClock::new();
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_env("WERK_LOG")
-        .format(move |buf, record| {
-            let letter = match record.level() {
-                log::Level::Error => 'E',
-                log::Level::Warn => 'W',
-                log::Level::Info => 'I',
-                log::Level::Debug => 'D',
-                log::Level::Trace => 'T',
-            };
-            writeln!(
-                buf,
-                "{letter} {} {}",
-                clock.now().wall.to_rfc3339(),
-                record.args()
-            )
-        })
-        .init();
 }

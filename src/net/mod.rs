@@ -762,7 +762,7 @@ impl Server {
             return;
         }
         let ctx = web::WebContext {
-            password: self.config.password.as_deref(),
+            password: self.config.web_ui_password(),
             csrf_token: &self.csrf_token,
             facts: web::ServerFacts {
                 protocol_addr: self.local_addr,
