@@ -44,7 +44,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = server.stop_on_signals() {
+    if let Err(e) = server
+        .stop_on_signals()
+        .and_then(|()| server.reload_on_hup())
+    {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }

@@ -43,6 +43,7 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const WEB_LISTENER: Token = Token(usize::MAX - 4);
+const RELOAD: Token = Token(usize::MAX - 5);
 /// How long to wait before accepting again after an accept error such as EMFILE.
 const ACCEPT_RETRY_MS: u64 = 100;
 /// How often INFO's memory figure is refreshed.
@@ -110,6 +111,8 @@ pub struct Server {
     memory_read_ms: Option<u64>,
     stopping: bool,
     signals: Option<mio::net::UnixStream>,
+    /// Read end of the SIGHUP socket pair (see [`Server::reload_on_hup`]).
+    reload_signal: Option<mio::net::UnixStream>,
     journal: Journal,
     touched: Vec<usize>,
     scratch: Vec<u8>,
@@ -210,6 +213,7 @@ impl Server {
             memory_read_ms: None,
             stopping: false,
             signals: None,
+            reload_signal: None,
             journal,
             touched: Vec::new(),
             scratch: vec![0; conn::READ_CHUNK],
@@ -251,6 +255,65 @@ impl Server {
         if !self.stopping {
             log::info!("signal received: closing connections and exiting");
             self.stopping = true;
+        }
+    }
+
+    /// Re-reads the config on SIGHUP, delivered like SIGTERM through a socket pair the loop
+    /// polls (so nothing runs in signal context).
+    pub fn reload_on_hup(&mut self) -> io::Result<()> {
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)?;
+        let mut read = mio::net::UnixStream::from_std(read);
+        self.poll
+            .registry()
+            .register(&mut read, RELOAD, Interest::READABLE)?;
+        self.reload_signal = Some(read);
+        Ok(())
+    }
+
+    /// SIGHUP: reads the flags, environment and `conf.d` files again and applies what can
+    /// change at run time (the passwords, the log level), logging each change. The files are a
+    /// few small local files, read synchronously in this turn. A bad config is logged and the
+    /// running one stays.
+    fn on_hup(&mut self) {
+        let Some(pipe) = self.reload_signal.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        while let Ok(n) = std::io::Read::read(pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        log::info!(
+            "SIGHUP: reading the config again from {}",
+            self.config.config_dir.display()
+        );
+        let new = match self.config.reread(|k| std::env::var(k).ok()) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("config reload failed, the running config stays: {e}");
+                return;
+            }
+        };
+        for warning in &new.warnings {
+            log::warn!("{warning}");
+        }
+        let reload = self.config.reload(new);
+        // Log at the more verbose of the two levels, so lowering it does not hide the news.
+        let old_level = log::max_level();
+        if let Some(level) = reload.log_level {
+            log::set_max_level(level.max(old_level));
+        }
+        if reload.changes.is_empty() {
+            log::info!("config reloaded: nothing changed");
+        }
+        for change in &reload.changes {
+            log::info!("config reloaded: {change}");
+        }
+        if let Some(level) = reload.log_level {
+            log::set_max_level(level);
         }
     }
 
@@ -298,6 +361,7 @@ impl Server {
                     WEB_LISTENER => self.accept_web(now),
                     WAKER => {}
                     SIGNALS => self.on_signal(),
+                    RELOAD => self.on_hup(),
                     Token(idx) => {
                         if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
                             c.maybe_readable |= event.is_readable() || event.is_read_closed();
@@ -863,8 +927,13 @@ impl Server {
             conn.closing = true;
             return;
         };
-        if let (Some(password), Some(challenge)) = (&self.config.password, challenge) {
-            if !challenge.verify(password, hello.v, hello.pwdhash.as_deref()) {
+        // The password in force now (SIGHUP may have changed it since HI). A connection that
+        // got its HI before a password was set has no challenge to answer: it is refused.
+        if let Some(password) = &self.config.password {
+            let valid = challenge
+                .as_ref()
+                .is_some_and(|c| c.verify(password, hello.v, hello.pwdhash.as_deref()));
+            if !valid {
                 log::warn!("{:?}: invalid password", conn.id);
                 Reply::err("Invalid password").encode(&mut conn.wbuf);
                 conn.closing = true;
@@ -890,6 +959,8 @@ impl Server {
         }
         match conn.phase {
             Phase::Hello { deadline, .. } => {
+                // Health probes connect and close: worth a debug line, not a warning.
+                log::debug!("{:?}: closed before completing HELLO", conn.id);
                 self.timers.cancel(deadline);
             }
             Phase::Ready | Phase::Parked => self.core.disconnect(conn.id),
