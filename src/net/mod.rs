@@ -255,6 +255,7 @@ impl Server {
         if !self.stopping {
             log::info!("signal received: closing connections and exiting");
             self.stopping = true;
+            exit_if_stuck(self.config.shutdown_timeout_ms);
         }
     }
 
@@ -448,7 +449,8 @@ impl Server {
     // ----- accept ----------------------------------------------------------------------------
 
     fn accept(&mut self, now: Now) {
-        if self.accept_paused {
+        // Stopping: the listener's backlog is left to be refused when the process exits.
+        if self.accept_paused || self.stopping {
             return;
         }
         loop {
@@ -469,7 +471,7 @@ impl Server {
     }
 
     fn accept_web(&mut self, now: Now) {
-        if self.accept_paused {
+        if self.accept_paused || self.stopping {
             return;
         }
         loop {
@@ -1074,6 +1076,25 @@ fn refuse_held(conn: &mut Conn, why: Option<&str>) {
         conn.acks.len()
     );
     conn.refuse_held(&refusal);
+}
+
+/// Bounds a graceful stop: if the process is still here after `timeout_ms` (a final journal
+/// sync stuck on a sick disk), it says so and exits with status 1 rather than hang until a
+/// supervisor kills it. Runs on its own thread; the loop never waits for it.
+fn exit_if_stuck(timeout_ms: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("werk-stop".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_millis(timeout_ms));
+            log::error!(
+                "shutdown did not finish within {timeout_ms} ms (a journal sync is stuck?); \
+                 exiting with status 1"
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the shutdown watchdog: {e}");
+    }
 }
 
 /// Resident memory in MB, from /proc/self/statm (0 where that file does not exist).
