@@ -1475,6 +1475,7 @@ fn bad_flags_and_unsafe_environments_refuse_to_start() {
         let mut cmd = werk_command();
         cmd.args(["-b", "127.0.0.1:0", "-w", "127.0.0.1:0", "-d"])
             .arg(dir.path())
+            .args(["-c", "/nonexistent/werk-test-config"])
             .args(args);
         for (k, v) in env {
             cmd.env(k, v);

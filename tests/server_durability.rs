@@ -1,9 +1,11 @@
-//! What survives a crash: the journal under `kill -9`, a torn tail, a damaged record, the lock.
+//! What survives a crash or a stop: the journal under `kill -9` and SIGTERM, a torn tail, a damaged
+//! record, the lock.
 
 mod harness;
 
 use harness::{bulk, info, job, ok, run_to_exit, temp_dir, Raw, Werk};
 use std::io::Write;
+use std::time::Duration;
 
 /// The first journal generation (no compaction runs at these sizes).
 fn journal(dir: &std::path::Path) -> std::path::PathBuf {
@@ -66,6 +68,28 @@ fn sync_none_still_survives_a_crash_of_werk() {
     assert_state(&mut Raw::ready(w.addr, "{}"));
     drop(w);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sigterm_with_queued_jobs_exits_zero_and_keeps_them() {
+    // `everysec` is where the final sync matters most: its last second is synced at the stop.
+    for sync in ["always", "everysec", "none"] {
+        let dir = temp_dir("sigterm");
+        let mut w = Werk::start_in(&dir, &["--sync", sync], &[]);
+        let mut raw = make_state(&w);
+        let status = w
+            .terminate(Duration::from_secs(5))
+            .expect("werk did not exit within 5 s of SIGTERM");
+        assert!(status.success(), "--sync {sync}: {status:?}");
+        assert!(
+            raw.closed(),
+            "--sync {sync}: a client connection was left open"
+        );
+        let w = Werk::start_in(&dir, &["--sync", sync], &[]);
+        assert_state(&mut Raw::ready(w.addr, "{}"));
+        drop(w);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 #[test]

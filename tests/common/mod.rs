@@ -196,6 +196,9 @@ impl Werk {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_werk"));
         cmd.args(["-b", "127.0.0.1:0", "-w", "127.0.0.1:0", "-d"])
             .arg(dir.path())
+            // A config directory that does not exist: the developer's ~/.werk is never read.
+            .arg("-c")
+            .arg(dir.path().join("no-config"))
             .args(["-l", "info"])
             .args(&opts.args)
             // The child must not inherit settings from the developer's shell.
@@ -203,6 +206,7 @@ impl Werk {
             .env_remove("FAKTORY_ENV")
             .env_remove("FAKTORY_SKIP_PASSWORD")
             .env_remove("RUST_LOG")
+            .env_remove("WERK_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -59,9 +59,15 @@ impl Werk {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_werk"));
         cmd.args(["-b", "127.0.0.1:0", "-w", "127.0.0.1:0", "-d"])
             .arg(&dir)
+            // A config directory that does not exist, so the developer's ~/.werk is never read;
+            // a test's own -c comes later and wins.
+            .arg("-c")
+            .arg(dir.join("no-config"))
             .args(args)
             .env_remove("FAKTORY_PASSWORD")
             .env_remove("FAKTORY_ENV")
+            .env_remove("FAKTORY_SKIP_PASSWORD")
+            .env_remove("WERK_LOG")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -132,6 +138,24 @@ impl Werk {
     /// True when some log line contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 
     /// How many log lines contain `text`.
@@ -288,10 +312,12 @@ pub fn job(jid: &str, queue: &str) -> String {
 /// Runs werk expecting it to exit on its own (a startup error); returns its status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_werk"))
-        .args(["-b", "127.0.0.1:0"])
+        .args(["-b", "127.0.0.1:0", "-c", "/nonexistent/werk-test-config"])
         .args(args)
         .env_remove("FAKTORY_PASSWORD")
         .env_remove("FAKTORY_ENV")
+        .env_remove("FAKTORY_SKIP_PASSWORD")
+        .env_remove("WERK_LOG")
         .stdin(Stdio::null())
         .output()
         .expect("run werk");
