@@ -55,6 +55,22 @@ impl Werk {
 
     /// Starts werk on an existing data directory, which outlives it.
     pub fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Werk {
+        match Werk::try_start_in(dir, args, env) {
+            Ok(w) => w,
+            Err((status, stderr)) => {
+                panic!("werk did not report its address ({status}):\n{stderr}")
+            }
+        }
+    }
+
+    /// Starts werk on an existing data directory (which outlives it) and waits for its
+    /// `listening on` line; `Err((exit status, stderr))` when werk exits before listening (a
+    /// startup refusal). Panics if neither happens within 10 s.
+    pub fn try_start_in(
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Werk, (std::process::ExitStatus, String)> {
         let dir = dir.to_path_buf();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_werk"));
         cmd.args(["-b", "127.0.0.1:0", "-w", "127.0.0.1:0", "-d"])
@@ -105,20 +121,39 @@ impl Werk {
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("werk did not report its address within 10 s");
+        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => addr,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // stderr closed without a `listening on` line: werk is exiting.
+                let status = child.wait().expect("wait for werk");
+                let text = log.lock().unwrap().join("\n");
+                return Err((status, text));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "werk did not report its address within 10 s:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
         let web = web_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("werk did not report its web UI address within 10 s");
-        Werk {
+        Ok(Werk {
             child,
             addr: addr.parse().expect("address"),
             web,
             log,
             dir,
             owns_dir: false,
-        }
+        })
+    }
+
+    /// Every log line so far, joined by newlines (for failure messages).
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// SIGKILL, and wait for the process to be gone.
