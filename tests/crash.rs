@@ -1,0 +1,1241 @@
+//! Crash tests against the real binary (DESIGN.md §5, layer 4).
+//!
+//! - `kill_9_under_load_loses_nothing_acknowledged`: werk with `--sync always`, concurrent
+//!   producers and consumers over raw TCP, `SIGKILL` at a random moment, restart on the same
+//!   directory, repeat; then one final phase that collects everything left. A pure checker
+//!   ([`check`]) over the client-side history asserts that no PUSH that got `+OK` is lost, that
+//!   no job is delivered again after its ACK got `+OK`, that no job appears that was never pushed
+//!   (or with other bytes), and that every job whose FAIL got `+OK` comes back through the retries.
+//!
+//! `WERK_CRASH_SEED` replays a run's choices (kill delays, operation mix, payloads; the
+//! interleaving of the client threads is the OS's), `WERK_CRASH_CYCLES` sets the
+//! number of kill cycles (default 30)..
+
+mod harness;
+
+use harness::{ok, temp_dir, Raw, Werk};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use werk::resp::{decode, Frame};
+
+// ===== Seeded randomness and settings ==========================================================
+
+/// xorshift64*, seeded through splitmix64: enough to pick delays, payloads and bits.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    fn u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..hi` (`lo` when the range is empty).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.u64() % (hi - lo)
+        }
+    }
+
+    /// Uniform in `lo..hi` as a `usize`.
+    fn index(&mut self, lo: usize, hi: usize) -> usize {
+        self.range(lo as u64, hi as u64) as usize
+    }
+
+    fn percent(&mut self, p: u64) -> bool {
+        self.u64() % 100 < p
+    }
+
+    /// An independent generator (one per client thread).
+    fn fork(&mut self) -> Rng {
+        Rng::new(self.u64())
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
+}
+
+/// The run's seed (`WERK_CRASH_SEED`, else the clock), printed so a failure can be replayed,
+/// mixed with the test's name so each test draws its own stream.
+fn seeded(test: &str) -> Rng {
+    let seed = env_u64("WERK_CRASH_SEED").unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!("{test}: seed {seed} (replay with WERK_CRASH_SEED={seed})");
+    let tag = test
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    Rng::new(seed ^ tag)
+}
+
+/// A JSON string body (without quotes) of `len` characters: letters, digits, spaces, escapes and
+/// non-ASCII text, so that byte-exact comparisons mean something.
+fn payload(rng: &mut Rng, len: usize) -> String {
+    const PLAIN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.:/";
+    let mut s = String::with_capacity(len + 8);
+    while s.len() < len {
+        match rng.range(0, 40) {
+            0 => s.push_str("\\\""),
+            1 => s.push_str("\\\\"),
+            2 => s.push_str("\\u00e9"),
+            3 => s.push('é'),
+            4 => s.push_str("\\n"),
+            _ => s.push(char::from(PLAIN[rng.index(0, PLAIN.len())])),
+        }
+    }
+    s
+}
+
+/// The jid of a job's JSON, if it parses.
+fn jid_of(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    Some(v.get("jid")?.as_str()?.to_owned())
+}
+
+/// At most 200 characters of `bytes`, for messages.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}... ({} bytes)", &text[..i], bytes.len()),
+        None => text.into_owned(),
+    }
+}
+
+fn info(raw: &mut Raw) -> Value {
+    harness::info(raw)
+}
+
+/// Jobs waiting in all queues, from INFO.
+fn queued(info: &Value) -> u64 {
+    info["faktory"]["queues"]
+        .as_object()
+        .map_or(0, |q| q.values().filter_map(Value::as_u64).sum())
+}
+
+/// The journal files of a data directory, oldest first.
+fn journal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("journal") && n.ends_with(".wrk"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+// ===== The client-side history =================================================================
+
+/// Where a job delivered in the final phase came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// It was waiting in a queue.
+    Queue,
+    /// It was in the retries set (moved to its queue with MUTATE requeue).
+    Retries,
+    /// It was in the dead set (moved to its queue with MUTATE requeue).
+    Dead,
+}
+
+/// One thing a client saw or did. Only replies are binding; a command without a reply may or may
+/// not have taken effect.
+#[derive(Clone, Debug)]
+enum Ev {
+    /// A PUSH (or one job of a PUSHB) was written; `args` is its exact `args` text.
+    PushSent {
+        jid: String,
+        args: String,
+    },
+    /// Its reply was `+OK` (for PUSHB: the job is not in the error map).
+    PushOk {
+        jid: String,
+    },
+    /// Its reply refused it.
+    PushRefused {
+        jid: String,
+        why: String,
+    },
+    /// A FETCH reply carried this job. `asked` is the sequence number taken before the FETCH
+    /// was written (the server reserved the job after that); `drain` marks the final phase.
+    Delivered {
+        body: Vec<u8>,
+        asked: u64,
+        drain: Option<Drain>,
+    },
+    AckSent {
+        jid: String,
+    },
+    AckOk {
+        jid: String,
+    },
+    FailSent {
+        jid: String,
+    },
+    FailOk {
+        jid: String,
+    },
+    /// werk was killed with SIGKILL.
+    Kill,
+    /// A reply no rule allows (an error to ACK, a stall, ...).
+    Unexpected {
+        what: String,
+    },
+}
+
+/// An event and its place in the global order of the history.
+#[derive(Clone, Debug)]
+struct Entry {
+    seq: u64,
+    ev: Ev,
+}
+
+/// The global order of client-side events: a number taken just before a command is written, or
+/// just after its reply is read, by any thread.
+#[derive(Clone, Debug, Default)]
+struct Seq(Arc<AtomicU64>);
+
+impl Seq {
+    fn tick(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// One client's part of the history.
+#[derive(Debug)]
+struct Log {
+    seq: Seq,
+    entries: Vec<Entry>,
+}
+
+impl Log {
+    fn new(seq: &Seq) -> Log {
+        Log {
+            seq: seq.clone(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, ev: Ev) -> u64 {
+        let seq = self.seq.tick();
+        self.entries.push(Entry { seq, ev });
+        seq
+    }
+}
+
+// ===== The checker =============================================================================
+
+/// What the history holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    pushes_sent: u64,
+    pushes_ok: u64,
+    pushes_refused: u64,
+    /// PUSHes that got no reply (werk was killed), and how many of them were stored after all.
+    pushes_unanswered: u64,
+    unanswered_pushes_stored: u64,
+    /// FETCH replies carrying a job while the clients ran.
+    deliveries: u64,
+    drained_queue: u64,
+    drained_retries: u64,
+    drained_dead: u64,
+    acks_sent: u64,
+    acks_ok: u64,
+    fails_sent: u64,
+    fails_ok: u64,
+    /// Deliveries of a job already delivered before: after a FAIL got `+OK`, or otherwise (a
+    /// kill, an expired reservation, an ACK without reply).
+    redeliveries_after_fail: u64,
+    redeliveries_other: u64,
+    kills: u64,
+}
+
+#[derive(Debug)]
+struct Verdict {
+    counts: Counts,
+    violations: Vec<String>,
+}
+
+/// The fields of a delivered job the checker reads.
+#[derive(Deserialize)]
+struct DeliveredJob<'a> {
+    jid: String,
+    #[serde(borrow)]
+    args: &'a RawValue,
+    #[serde(default)]
+    failure: Option<FailureSeen>,
+}
+
+#[derive(Deserialize)]
+struct FailureSeen {
+    #[serde(default)]
+    retry_count: u64,
+}
+
+struct Pushed {
+    sent: u64,
+    args: String,
+    ok: bool,
+    refused: bool,
+}
+
+#[derive(Default)]
+struct Track {
+    deliveries: u64,
+    /// The last delivery: its sequence number, and whether it was in the final phase.
+    last: Option<(u64, bool)>,
+    /// An ACK was written after the last delivery (with or without a reply).
+    ack_since_last: bool,
+    first_ack_ok: Option<u64>,
+    fails_sent: u64,
+    fails_ok: u64,
+    /// A FAIL got `+OK` and the job has not been delivered since.
+    fail_pending: Option<u64>,
+}
+
+/// Checks a history (in any order; it is sorted by sequence number). The rules:
+///
+/// 1. Every delivered job was pushed before, with exactly the `args` it was pushed with, and its
+///    PUSH was not refused.
+/// 2. No job is delivered by a FETCH written after an ACK of that job got `+OK`.
+/// 3. A job whose PUSH got `+OK`, or that was delivered, is not lost: its last delivery is in the
+///    final phase, or an ACK was written after it (an ACK without reply may or may not have
+///    taken effect).
+/// 4. A job whose FAIL got `+OK` is delivered again, carrying a `failure` whose `retry_count`
+///    accounts for the FAILs (it went through the retries).
+/// 5. No unexpected reply.
+fn check(history: &[Entry]) -> Verdict {
+    let mut entries: Vec<&Entry> = history.iter().collect();
+    entries.sort_by_key(|e| e.seq);
+    let mut c = Counts::default();
+    let mut v = Vec::new();
+
+    let mut pushed: HashMap<&str, Pushed> = HashMap::new();
+    for e in &entries {
+        match &e.ev {
+            Ev::PushSent { jid, args } => {
+                c.pushes_sent += 1;
+                let p = Pushed {
+                    sent: e.seq,
+                    args: args.clone(),
+                    ok: false,
+                    refused: false,
+                };
+                if pushed.insert(jid, p).is_some() {
+                    v.push(format!("jid {jid} was pushed twice (a bug in the test)"));
+                }
+            }
+            Ev::PushOk { jid } => match pushed.get_mut(jid.as_str()) {
+                Some(p) => p.ok = true,
+                None => v.push(format!("seq {}: +OK for {jid}, never sent", e.seq)),
+            },
+            Ev::PushRefused { jid, why } => {
+                c.pushes_refused += 1;
+                v.push(format!(
+                    "seq {}: the PUSH of {jid} was refused: {why}",
+                    e.seq
+                ));
+                if let Some(p) = pushed.get_mut(jid.as_str()) {
+                    p.refused = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut jobs: HashMap<String, Track> = HashMap::new();
+    for e in &entries {
+        match &e.ev {
+            Ev::Delivered { body, asked, drain } => {
+                match drain {
+                    None => c.deliveries += 1,
+                    Some(Drain::Queue) => c.drained_queue += 1,
+                    Some(Drain::Retries) => c.drained_retries += 1,
+                    Some(Drain::Dead) => c.drained_dead += 1,
+                }
+                let job: DeliveredJob<'_> = match serde_json::from_slice(body) {
+                    Ok(job) => job,
+                    Err(err) => {
+                        v.push(format!(
+                            "seq {}: a delivered job does not parse ({err}): {}",
+                            e.seq,
+                            excerpt(body)
+                        ));
+                        continue;
+                    }
+                };
+                let jid = job.jid.as_str();
+                match pushed.get(jid) {
+                    None => v.push(format!(
+                        "seq {}: job {jid} was delivered but never pushed: {}",
+                        e.seq,
+                        excerpt(body)
+                    )),
+                    Some(p) => {
+                        if e.seq < p.sent {
+                            v.push(format!(
+                                "seq {}: job {jid} was delivered before its PUSH was sent (seq {})",
+                                e.seq, p.sent
+                            ));
+                        }
+                        if job.args.get() != p.args {
+                            v.push(format!(
+                                "seq {}: job {jid} was delivered with other bytes: args {} but {} \
+                                 was pushed",
+                                e.seq,
+                                excerpt(job.args.get().as_bytes()),
+                                excerpt(p.args.as_bytes())
+                            ));
+                        }
+                        if p.refused {
+                            v.push(format!(
+                                "seq {}: job {jid} was delivered though its PUSH was refused",
+                                e.seq
+                            ));
+                        }
+                    }
+                }
+                let t = jobs.entry(job.jid.clone()).or_default();
+                if let Some(a) = t.first_ack_ok {
+                    if *asked > a {
+                        v.push(format!(
+                            "seq {}: job {jid} was delivered again (its FETCH was written at seq \
+                             {asked}) after its ACK got +OK at seq {a}",
+                            e.seq
+                        ));
+                    }
+                }
+                if let Some(f) = t.fail_pending.take() {
+                    c.redeliveries_after_fail += 1;
+                    match &job.failure {
+                        None => v.push(format!(
+                            "seq {}: job {jid} came back without a failure after its FAIL got +OK \
+                             at seq {f}",
+                            e.seq
+                        )),
+                        Some(seen) if seen.retry_count + 1 < t.fails_ok => v.push(format!(
+                            "seq {}: job {jid} came back with retry_count {} after {} FAILs got +OK",
+                            e.seq, seen.retry_count, t.fails_ok
+                        )),
+                        Some(_) => {}
+                    }
+                } else if t.deliveries > 0 {
+                    c.redeliveries_other += 1;
+                }
+                t.deliveries += 1;
+                t.last = Some((e.seq, drain.is_some()));
+                t.ack_since_last = false;
+            }
+            Ev::AckSent { jid } => {
+                c.acks_sent += 1;
+                jobs.entry(jid.clone()).or_default().ack_since_last = true;
+            }
+            Ev::AckOk { jid } => {
+                c.acks_ok += 1;
+                let t = jobs.entry(jid.clone()).or_default();
+                t.first_ack_ok.get_or_insert(e.seq);
+            }
+            Ev::FailSent { jid } => {
+                c.fails_sent += 1;
+                jobs.entry(jid.clone()).or_default().fails_sent += 1;
+            }
+            Ev::FailOk { jid } => {
+                c.fails_ok += 1;
+                let t = jobs.entry(jid.clone()).or_default();
+                if t.fails_sent <= t.fails_ok {
+                    v.push(format!("seq {}: +OK for a FAIL of {jid} never sent", e.seq));
+                }
+                t.fails_ok += 1;
+                t.fail_pending = Some(e.seq);
+            }
+            Ev::Kill => c.kills += 1,
+            Ev::Unexpected { what } => v.push(format!("seq {}: {what}", e.seq)),
+            Ev::PushSent { .. } | Ev::PushOk { .. } | Ev::PushRefused { .. } => {}
+        }
+    }
+
+    let mut at_end = Vec::new();
+    for (jid, p) in &pushed {
+        let t = jobs.get(*jid);
+        let delivered = t.map_or(0, |t| t.deliveries);
+        if p.ok {
+            c.pushes_ok += 1;
+        } else if !p.refused {
+            c.pushes_unanswered += 1;
+            if delivered > 0 {
+                c.unanswered_pushes_stored += 1;
+            }
+        }
+        if p.ok && delivered == 0 {
+            at_end.push((
+                p.sent,
+                format!(
+                    "job {jid}: its PUSH got +OK (written at seq {}) but it never came back: lost",
+                    p.sent
+                ),
+            ));
+        }
+        let Some(t) = t else { continue };
+        if let Some(f) = t.fail_pending {
+            at_end.push((
+                f,
+                format!(
+                    "job {jid}: its FAIL got +OK at seq {f} but it was never seen again (not in the \
+                     retries): lost"
+                ),
+            ));
+        } else if let Some((s, false)) = t.last {
+            if !t.ack_since_last {
+                at_end.push((
+                    s,
+                    format!(
+                        "job {jid}: delivered at seq {s}, never ACKed, and not found at the end: \
+                         lost"
+                    ),
+                ));
+            }
+        }
+    }
+    at_end.sort();
+    v.extend(at_end.into_iter().map(|(_, m)| m));
+    Verdict {
+        counts: c,
+        violations: v,
+    }
+}
+
+// ===== Clients for the crash cycles ============================================================
+
+/// Why a command got no reply.
+#[derive(Debug)]
+enum Gone {
+    /// The connection ended (werk was killed): the outcome is unknown.
+    Closed,
+    /// No reply within the read timeout while the connection stayed open: werk stalled.
+    TimedOut,
+}
+
+/// A raw connection on which every I/O failure just ends the conversation.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects, reads HI and says HELLO; `Err` when werk is gone.
+    fn connect(addr: SocketAddr, hello: &str) -> Result<Client, Gone> {
+        let stream =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|_| Gone::Closed)?;
+        let _ = stream.set_nodelay(true);
+        // FETCH blocks 2 s at most; anything near 20 s is a stall.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .map_err(|_| Gone::Closed)?;
+        let mut c = Client {
+            stream,
+            buf: Vec::new(),
+        };
+        match c.read()? {
+            Frame::Simple(s) if s.starts_with("HI ") => {}
+            other => panic!("expected HI, got {other:?}"),
+        }
+        match c.call(&format!("HELLO {hello}"))? {
+            f if f == ok() => Ok(c),
+            other => panic!("HELLO {hello} got {other:?}"),
+        }
+    }
+
+    fn call(&mut self, line: &str) -> Result<Frame, Gone> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.stream.write_all(&bytes).map_err(|_| Gone::Closed)?;
+        self.read()
+    }
+
+    fn read(&mut self) -> Result<Frame, Gone> {
+        loop {
+            match decode(&self.buf) {
+                Ok(Some((frame, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(frame);
+                }
+                Ok(None) => {}
+                Err(e) => panic!(
+                    "werk sent bytes that are not RESP ({e:?}): {}",
+                    excerpt(&self.buf)
+                ),
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                // A reply cut short by the kill is no reply.
+                Ok(0) => return Err(Gone::Closed),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Gone::TimedOut)
+                }
+                Err(_) => return Err(Gone::Closed),
+            }
+        }
+    }
+}
+
+/// Sends `line`, noting `sent` before and `done` after a `+OK`. False when the conversation is
+/// over (no reply, or an unexpected one, which is noted).
+fn call_ok(log: &mut Log, c: &mut Client, line: &str, sent: Ev, done: Ev) -> bool {
+    log.note(sent);
+    match c.call(line) {
+        Ok(f) if f == ok() => {
+            log.note(done);
+            true
+        }
+        Ok(other) => {
+            log.note(Ev::Unexpected {
+                what: format!("{other:?} in reply to {}", excerpt(line.as_bytes())),
+            });
+            false
+        }
+        Err(gone) => {
+            if matches!(gone, Gone::TimedOut) {
+                log.note(Ev::Unexpected {
+                    what: format!("no reply within 20 s to {}", excerpt(line.as_bytes())),
+                });
+            }
+            false
+        }
+    }
+}
+
+const QUEUES: [&str; 2] = ["crash-a", "crash-b"];
+const PRODUCERS: usize = 2;
+const CONSUMERS: usize = 4;
+
+/// Pushes jobs (one PUSH, or a PUSHB of 2 to 6) until werk is gone.
+fn producer(addr: SocketAddr, seq: Seq, mut rng: Rng, name: String) -> Vec<Entry> {
+    let mut log = Log::new(&seq);
+    let Ok(mut c) = Client::connect(addr, r#"{"v":2}"#) else {
+        return log.entries;
+    };
+    let mut n = 0u64;
+    loop {
+        // A short random pause keeps the producers near the consumers' pace (a consumer needs
+        // two durable round trips per job), so the backlog stays small.
+        std::thread::sleep(Duration::from_millis(rng.range(0, 4)));
+        let count = if rng.percent(15) { rng.range(2, 7) } else { 1 };
+        let mut jobs = Vec::new();
+        for _ in 0..count {
+            n += 1;
+            let jid = format!("{name}-{n:06}");
+            // Mostly small jobs; now and then a large one, so that a kill can tear a long write.
+            let len = if rng.range(0, 1000) < 3 {
+                rng.index(20_000, 150_000)
+            } else {
+                rng.index(0, 300)
+            };
+            let args = format!(r#"["{jid}",{n},"{}"]"#, payload(&mut rng, len));
+            let queue = QUEUES[rng.index(0, QUEUES.len())];
+            let json = format!(
+                r#"{{"jid":"{jid}","jobtype":"crash","args":{args},"queue":"{queue}","retry":5,"reserve_for":60}}"#
+            );
+            jobs.push((jid, args, json));
+        }
+        for (jid, args, _) in &jobs {
+            log.note(Ev::PushSent {
+                jid: jid.clone(),
+                args: args.clone(),
+            });
+        }
+        let line = if jobs.len() == 1 {
+            format!("PUSH {}", jobs[0].2)
+        } else {
+            let all: Vec<&str> = jobs.iter().map(|j| j.2.as_str()).collect();
+            format!("PUSHB [{}]", all.join(","))
+        };
+        match c.call(&line) {
+            Ok(f) if f == ok() && jobs.len() == 1 => {
+                log.note(Ev::PushOk {
+                    jid: jobs[0].0.clone(),
+                });
+            }
+            Ok(Frame::Bulk(Some(map))) if jobs.len() > 1 => {
+                let errors: HashMap<String, Value> = serde_json::from_slice(&map)
+                    .unwrap_or_else(|e| panic!("PUSHB reply {}: {e}", excerpt(&map)));
+                for (jid, _, _) in &jobs {
+                    match errors.get(jid) {
+                        Some(why) => log.note(Ev::PushRefused {
+                            jid: jid.clone(),
+                            why: why.to_string(),
+                        }),
+                        None => log.note(Ev::PushOk { jid: jid.clone() }),
+                    };
+                }
+            }
+            Ok(Frame::Error(why)) => {
+                for (jid, _, _) in &jobs {
+                    log.note(Ev::PushRefused {
+                        jid: jid.clone(),
+                        why: why.clone(),
+                    });
+                }
+            }
+            Ok(other) => {
+                log.note(Ev::Unexpected {
+                    what: format!("{other:?} in reply to a PUSH of {} jobs", jobs.len()),
+                });
+                return log.entries;
+            }
+            Err(Gone::Closed) => return log.entries,
+            Err(Gone::TimedOut) => {
+                log.note(Ev::Unexpected {
+                    what: "no reply to a PUSH within 20 s".into(),
+                });
+                return log.entries;
+            }
+        }
+    }
+}
+
+/// Fetches jobs until werk is gone; ACKs 80 % of them, FAILs 15 % and abandons 5 % (their
+/// reservation expires 60 s later).
+fn consumer(addr: SocketAddr, seq: Seq, mut rng: Rng, wid: String) -> Vec<Entry> {
+    let mut log = Log::new(&seq);
+    let hello = format!(r#"{{"v":2,"wid":"{wid}","hostname":"crash-test","pid":1}}"#);
+    let Ok(mut c) = Client::connect(addr, &hello) else {
+        return log.entries;
+    };
+    loop {
+        let line = if rng.percent(50) {
+            "FETCH crash-a crash-b"
+        } else {
+            "FETCH crash-b crash-a"
+        };
+        let asked = log.seq.tick();
+        let body = match c.call(line) {
+            Ok(Frame::Bulk(Some(body))) => body,
+            Ok(Frame::Bulk(None)) => continue,
+            Ok(other) => {
+                log.note(Ev::Unexpected {
+                    what: format!("{other:?} in reply to FETCH"),
+                });
+                return log.entries;
+            }
+            Err(Gone::Closed) => return log.entries,
+            Err(Gone::TimedOut) => {
+                log.note(Ev::Unexpected {
+                    what: "no reply to FETCH within 20 s".into(),
+                });
+                return log.entries;
+            }
+        };
+        let jid = jid_of(&body);
+        log.note(Ev::Delivered {
+            body,
+            asked,
+            drain: None,
+        });
+        // A job that does not parse is reported by the checker.
+        let Some(jid) = jid else { continue };
+        let roll = rng.range(0, 100);
+        let going = if roll < 80 {
+            call_ok(
+                &mut log,
+                &mut c,
+                &format!(r#"ACK {{"jid":"{jid}"}}"#),
+                Ev::AckSent { jid: jid.clone() },
+                Ev::AckOk { jid },
+            )
+        } else if roll < 95 {
+            call_ok(
+                &mut log,
+                &mut c,
+                &format!(
+                    r#"FAIL {{"jid":"{jid}","errtype":"CrashTest","message":"failed on purpose","backtrace":["crash.rs"]}}"#
+                ),
+                Ev::FailSent { jid: jid.clone() },
+                Ev::FailOk { jid },
+            )
+        } else {
+            true
+        };
+        if !going {
+            return log.entries;
+        }
+    }
+}
+
+/// FETCHes and ACKs every job waiting in the queues (INFO says how many: no blocking FETCH).
+fn drain(raw: &mut Raw, log: &mut Log, kind: Drain) -> u64 {
+    let mut n = 0;
+    loop {
+        let waiting = queued(&info(raw));
+        if waiting == 0 {
+            return n;
+        }
+        for _ in 0..waiting {
+            let asked = log.seq.tick();
+            let body = match raw.cmd("FETCH crash-a crash-b") {
+                Frame::Bulk(Some(body)) => body,
+                other => panic!("FETCH in the final phase ({kind:?}): {other:?}"),
+            };
+            let jid = jid_of(&body);
+            log.note(Ev::Delivered {
+                body,
+                asked,
+                drain: Some(kind),
+            });
+            n += 1;
+            if let Some(jid) = jid {
+                log.note(Ev::AckSent { jid: jid.clone() });
+                assert_eq!(raw.cmd(&format!(r#"ACK {{"jid":"{jid}"}}"#)), ok());
+                log.note(Ev::AckOk { jid });
+            }
+        }
+    }
+}
+
+/// What the final phase found.
+#[derive(Debug, Default)]
+struct Final {
+    from_queues: u64,
+    reserved: u64,
+    retries: u64,
+    dead: u64,
+    from_retries: u64,
+    from_dead: u64,
+    journal_bytes: u64,
+}
+
+/// After the last kill: start werk once more and collect every job it still holds. Jobs waiting
+/// in the queues are drained; every pushed job not known to be gone gets a FAIL, which succeeds
+/// exactly for the jobs still reserved (delivered but not ACKed at a kill, or reserved by a FETCH
+/// whose reply was lost), so nobody waits for their reservations to expire; then the retries
+/// and dead sets are requeued and drained. At the end werk must hold nothing.
+fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
+    let mut w = Werk::start_in(dir, &["--sync", "always"], &[]);
+    let mut log = Log::new(seq);
+    let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
+    let mut fin = Final {
+        from_queues: drain(&mut raw, &mut log, Drain::Queue),
+        ..Final::default()
+    };
+    let acked: HashSet<&str> = history
+        .iter()
+        .chain(&log.entries)
+        .filter_map(|e| match &e.ev {
+            Ev::AckOk { jid } => Some(jid.as_str()),
+            _ => None,
+        })
+        .collect();
+    let candidates: Vec<String> = history
+        .iter()
+        .filter_map(|e| match &e.ev {
+            Ev::PushSent { jid, .. } if !acked.contains(jid.as_str()) => Some(jid.clone()),
+            _ => None,
+        })
+        .collect();
+    for jid in candidates {
+        let line = format!(
+            r#"FAIL {{"jid":"{jid}","errtype":"CrashTest","message":"still reserved at the end"}}"#
+        );
+        match raw.cmd(&line) {
+            f if f == ok() => {
+                log.note(Ev::FailSent { jid: jid.clone() });
+                log.note(Ev::FailOk { jid });
+                fin.reserved += 1;
+            }
+            Frame::Error(e) if e == format!("ERR Job not found {jid}") => {}
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+    let i = info(&mut raw);
+    let sets = &i["faktory"]["sets"];
+    assert_eq!(
+        sets["working"], 0,
+        "reservations are left that no pushed job explains: {i}"
+    );
+    assert_eq!(sets["scheduled"], 0, "nothing was scheduled: {i}");
+    fin.retries = sets["retries"].as_u64().unwrap_or(0);
+    fin.dead = sets["dead"].as_u64().unwrap_or(0);
+    assert_eq!(
+        raw.cmd(r#"MUTATE {"cmd":"requeue","target":"retries"}"#),
+        ok()
+    );
+    fin.from_retries = drain(&mut raw, &mut log, Drain::Retries);
+    assert_eq!(raw.cmd(r#"MUTATE {"cmd":"requeue","target":"dead"}"#), ok());
+    fin.from_dead = drain(&mut raw, &mut log, Drain::Dead);
+    let i = info(&mut raw);
+    let sets = &i["faktory"]["sets"];
+    assert_eq!(queued(&i), 0, "{i}");
+    for set in ["working", "scheduled", "retries", "dead"] {
+        assert_eq!(sets[set], 0, "{set} after the final drain: {i}");
+    }
+    drop(raw);
+    let status = w.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "werk did not stop cleanly: {status:?}\n{}",
+        w.log_text()
+    );
+    fin.journal_bytes = journal_files(dir)
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    history.extend(log.entries);
+    fin
+}
+
+#[test]
+fn kill_9_under_load_loses_nothing_acknowledged() {
+    let mut rng = seeded("crash");
+    let cycles = env_u64("WERK_CRASH_CYCLES").unwrap_or(30);
+    let started = Instant::now();
+    let dir = temp_dir("crash");
+    println!(
+        "crash: data directory {} (kept if the test fails)",
+        dir.display()
+    );
+    let seq = Seq::default();
+    let mut history: Vec<Entry> = Vec::new();
+    let mut torn_cuts = 0;
+    let mut kill_ms = Vec::new();
+    for cycle in 0..cycles {
+        let mut w = Werk::start_in(&dir, &["--sync", "always"], &[]);
+        if w.logged("torn record") {
+            torn_cuts += 1;
+        }
+        let addr = w.addr;
+        let mut threads = Vec::new();
+        for p in 0..PRODUCERS {
+            let (s, r, name) = (seq.clone(), rng.fork(), format!("c{cycle:04}p{p}"));
+            threads.push(std::thread::spawn(move || producer(addr, s, r, name)));
+        }
+        for k in 0..CONSUMERS {
+            let (s, r, wid) = (seq.clone(), rng.fork(), format!("crash-{cycle}-{k}"));
+            threads.push(std::thread::spawn(move || consumer(addr, s, r, wid)));
+        }
+        // Now and then right away (clients still connecting), usually under load.
+        let delay = if rng.percent(10) {
+            rng.range(0, 30)
+        } else {
+            rng.range(50, 1500)
+        };
+        std::thread::sleep(Duration::from_millis(delay));
+        kill_ms.push(delay);
+        w.kill9();
+        history.push(Entry {
+            seq: seq.tick(),
+            ev: Ev::Kill,
+        });
+        for t in threads {
+            history.extend(t.join().expect("a client thread panicked"));
+        }
+    }
+    let final_started = Instant::now();
+    let fin = final_phase(&dir, &seq, &mut history);
+    let verdict = check(&history);
+    let c = &verdict.counts;
+    let total = started.elapsed().as_secs_f64();
+    println!(
+        "crash: {cycles} cycles, {} kills ({} to {} ms after start, mean {} ms), {PRODUCERS} \
+         producers + {CONSUMERS} consumers, {total:.1} s in total ({:.1} s final phase)",
+        c.kills,
+        kill_ms.iter().min().unwrap_or(&0),
+        kill_ms.iter().max().unwrap_or(&0),
+        kill_ms.iter().sum::<u64>() / kill_ms.len().max(1) as u64,
+        final_started.elapsed().as_secs_f64(),
+    );
+    println!(
+        "crash: pushes sent {}, +OK {}, refused {}, unanswered {} (of which stored anyway {})",
+        c.pushes_sent,
+        c.pushes_ok,
+        c.pushes_refused,
+        c.pushes_unanswered,
+        c.unanswered_pushes_stored
+    );
+    println!(
+        "crash: deliveries {}, ACK sent {} / +OK {}, FAIL sent {} / +OK {} (final phase included)",
+        c.deliveries, c.acks_sent, c.acks_ok, c.fails_sent, c.fails_ok
+    );
+    println!(
+        "crash: redeliveries of unACKed jobs {} (after a FAIL {}, after a kill, expiry or \
+         unanswered ACK {})",
+        c.redeliveries_after_fail + c.redeliveries_other,
+        c.redeliveries_after_fail,
+        c.redeliveries_other
+    );
+    println!(
+        "crash: final phase: {} from the queues, {} still reserved (FAILed), retries {} / dead {} \
+         in INFO, {} drained from the retries, {} from the dead set",
+        c.drained_queue, fin.reserved, fin.retries, fin.dead, c.drained_retries, c.drained_dead
+    );
+    println!(
+        "crash: restarts that cut a torn tail {torn_cuts}, journal {} bytes at the end",
+        fin.journal_bytes
+    );
+    println!("crash: checker: {} violations", verdict.violations.len());
+    assert!(
+        verdict.violations.is_empty(),
+        "{} violations (seed above):\n{}",
+        verdict.violations.len(),
+        verdict
+            .violations
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(c.kills, cycles);
+    assert_eq!(
+        (c.drained_queue, c.drained_retries, c.drained_dead),
+        (fin.from_queues, fin.from_retries, fin.from_dead)
+    );
+    assert!(
+        c.pushes_ok > 0 && c.deliveries > 0 && c.acks_ok > 0,
+        "the load did not run: {c:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ===== Checker tests ===========================================================================
+
+/// Hand-written histories for the checker.
+#[derive(Default)]
+struct H {
+    seq: u64,
+    entries: Vec<Entry>,
+}
+
+impl H {
+    fn at(&mut self, ev: Ev) -> u64 {
+        self.seq += 1;
+        self.entries.push(Entry { seq: self.seq, ev });
+        self.seq
+    }
+    fn args(jid: &str) -> String {
+        format!(r#"["{jid}",1,"x"]"#)
+    }
+    fn body(jid: &str, args: &str, failure: Option<u64>) -> Vec<u8> {
+        let failure = failure.map_or(String::new(), |n| {
+            format!(r#","failure":{{"retry_count":{n},"message":"m"}}"#)
+        });
+        format!(r#"{{"jid":"{jid}","queue":"crash-a","jobtype":"crash","args":{args},"retry":5{failure}}}"#)
+            .into_bytes()
+    }
+    fn sent(&mut self, jid: &str) -> &mut Self {
+        let args = H::args(jid);
+        self.at(Ev::PushSent {
+            jid: jid.into(),
+            args,
+        });
+        self
+    }
+    fn pushed(&mut self, jid: &str) -> &mut Self {
+        self.sent(jid);
+        self.at(Ev::PushOk { jid: jid.into() });
+        self
+    }
+    fn deliver_body(&mut self, body: Vec<u8>, drain: Option<Drain>) -> &mut Self {
+        self.seq += 1;
+        let asked = self.seq;
+        self.at(Ev::Delivered { body, asked, drain });
+        self
+    }
+    fn deliver(&mut self, jid: &str) -> &mut Self {
+        self.deliver_body(H::body(jid, &H::args(jid), None), None)
+    }
+    fn drained(&mut self, jid: &str, failure: Option<u64>, from: Drain) -> &mut Self {
+        self.deliver_body(H::body(jid, &H::args(jid), failure), Some(from))
+    }
+    fn ack_sent(&mut self, jid: &str) -> &mut Self {
+        self.at(Ev::AckSent { jid: jid.into() });
+        self
+    }
+    fn acked(&mut self, jid: &str) -> &mut Self {
+        self.ack_sent(jid);
+        self.at(Ev::AckOk { jid: jid.into() });
+        self
+    }
+    fn failed(&mut self, jid: &str) -> &mut Self {
+        self.at(Ev::FailSent { jid: jid.into() });
+        self.at(Ev::FailOk { jid: jid.into() });
+        self
+    }
+    fn kill(&mut self) -> &mut Self {
+        self.at(Ev::Kill);
+        self
+    }
+    fn verdict(&self) -> Verdict {
+        check(&self.entries)
+    }
+}
+
+fn one_violation(h: &H, needle: &str) {
+    let v = h.verdict();
+    assert_eq!(v.violations.len(), 1, "{:#?}", v.violations);
+    assert!(v.violations[0].contains(needle), "{:#?}", v.violations);
+}
+
+#[test]
+fn checker_accepts_what_a_crash_allows() {
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").acked("job-aaaa");
+    // FAILed, killed, found in the retries at the end.
+    h.pushed("job-bbbb").deliver("job-bbbb").failed("job-bbbb");
+    // A PUSH without reply that was not stored, and one that was.
+    h.sent("job-cccc").sent("job-dddd");
+    // Delivered, killed before the ACK was written: delivered again, ACKed.
+    h.pushed("job-eeee").deliver("job-eeee");
+    // An ACK without reply that took effect, and one that did not.
+    h.pushed("job-ffff")
+        .deliver("job-ffff")
+        .ack_sent("job-ffff");
+    h.pushed("job-gggg")
+        .deliver("job-gggg")
+        .ack_sent("job-gggg");
+    h.kill();
+    h.deliver("job-dddd").acked("job-dddd");
+    h.deliver("job-eeee").acked("job-eeee");
+    h.deliver("job-gggg").acked("job-gggg");
+    h.kill();
+    h.drained("job-bbbb", Some(0), Drain::Retries);
+    h.acked("job-bbbb");
+    let v = h.verdict();
+    assert!(v.violations.is_empty(), "{:#?}", v.violations);
+    let c = v.counts;
+    assert_eq!((c.pushes_sent, c.pushes_ok, c.pushes_unanswered), (7, 5, 2));
+    assert_eq!(c.unanswered_pushes_stored, 1);
+    assert_eq!((c.deliveries, c.drained_retries), (8, 1));
+    assert_eq!((c.acks_sent, c.acks_ok), (7, 5));
+    assert_eq!((c.fails_sent, c.fails_ok), (1, 1));
+    assert_eq!((c.redeliveries_after_fail, c.redeliveries_other), (1, 2));
+    assert_eq!(c.kills, 2);
+}
+
+#[test]
+fn checker_canary_lost_push() {
+    let mut h = H::default();
+    h.pushed("job-aaaa")
+        .pushed("job-bbbb")
+        .deliver("job-bbbb")
+        .acked("job-bbbb");
+    one_violation(&h, "job job-aaaa: its PUSH got +OK");
+}
+
+#[test]
+fn checker_canary_lost_after_delivery() {
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").kill();
+    one_violation(&h, "never ACKed, and not found at the end: lost");
+}
+
+#[test]
+fn checker_canary_delivered_after_ack() {
+    let mut h = H::default();
+    h.pushed("job-aaaa")
+        .deliver("job-aaaa")
+        .acked("job-aaaa")
+        .kill();
+    h.drained("job-aaaa", None, Drain::Queue);
+    one_violation(&h, "after its ACK got +OK");
+}
+
+#[test]
+fn checker_canary_unknown_job() {
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").acked("job-aaaa");
+    h.deliver("job-zzzz");
+    one_violation(&h, "job job-zzzz was delivered but never pushed");
+}
+
+#[test]
+fn checker_canary_other_bytes() {
+    let mut h = H::default();
+    h.pushed("job-aaaa");
+    h.deliver_body(H::body("job-aaaa", r#"["job-aaaa",1,"y"]"#, None), None);
+    h.acked("job-aaaa");
+    one_violation(&h, "delivered with other bytes");
+    let mut h = H::default();
+    h.pushed("job-aaaa");
+    h.deliver_body(b"{\"jid\":\"job-aaaa\",\"args\":[".to_vec(), None);
+    h.acked("job-aaaa");
+    let v = h.verdict();
+    assert!(
+        v.violations.iter().any(|m| m.contains("does not parse")),
+        "{v:#?}"
+    );
+}
+
+#[test]
+fn checker_canary_failed_job_not_in_retries() {
+    let mut h = H::default();
+    h.pushed("job-aaaa")
+        .deliver("job-aaaa")
+        .failed("job-aaaa")
+        .kill();
+    one_violation(&h, "its FAIL got +OK");
+    // Back, but without the failure its FAIL recorded.
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").failed("job-aaaa");
+    h.drained("job-aaaa", None, Drain::Retries);
+    one_violation(&h, "came back without a failure");
+    // Two FAILs got +OK, but the failure counts one.
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").failed("job-aaaa");
+    h.deliver_body(H::body("job-aaaa", &H::args("job-aaaa"), Some(0)), None);
+    h.failed("job-aaaa");
+    h.drained("job-aaaa", Some(0), Drain::Retries);
+    one_violation(&h, "retry_count 0 after 2 FAILs");
+}
+
+#[test]
+fn checker_canary_refused_push_and_unexpected_reply() {
+    let mut h = H::default();
+    h.sent("job-aaaa");
+    h.at(Ev::PushRefused {
+        jid: "job-aaaa".into(),
+        why: "ERR journal unavailable".into(),
+    });
+    one_violation(&h, "was refused");
+    let mut h = H::default();
+    h.at(Ev::Unexpected {
+        what: "no reply to FETCH within 20 s".into(),
+    });
+    one_violation(&h, "no reply to FETCH");
+}
