@@ -12,7 +12,10 @@
 //!
 //! `WERK_CRASH_SEED` replays a run's choices (kill delays, operation mix, payloads, cut points,
 //! flipped bits; the interleaving of the client threads is the OS's). `WERK_CRASH_CYCLES` sets the
-//! number of kill cycles (default 30).
+//! number of kill cycles; by default the cycles go on until at least 24 have run and 65 s have
+//! passed, so that reservations of the first cycles (60 s, the shortest `reserve_for`) expire
+//! while werk is being killed and restarted. `tests/scripts/crash-loop.sh` runs many cycles in
+//! release mode.
 //!
 //! The file tests read "the journal files": the files of the data directory whose name starts
 //! with `journal` and ends with `.wrk`, sorted by name (the last is the newest).
@@ -281,9 +284,11 @@ struct Counts {
     acks_ok: u64,
     fails_sent: u64,
     fails_ok: u64,
-    /// Deliveries of a job already delivered before: after a FAIL got `+OK`, or otherwise (a
-    /// kill, an expired reservation, an ACK without reply).
+    /// Deliveries of a job already delivered before: after a FAIL got `+OK`, after its
+    /// reservation expired (a kill or an abandoned job; the failure says `ReservationExpired`),
+    /// or otherwise (a FAIL without reply that took effect).
     redeliveries_after_fail: u64,
+    redeliveries_after_expiry: u64,
     redeliveries_other: u64,
     kills: u64,
 }
@@ -308,6 +313,8 @@ struct DeliveredJob<'a> {
 struct FailureSeen {
     #[serde(default)]
     retry_count: u64,
+    #[serde(default)]
+    errtype: String,
 }
 
 struct Pushed {
@@ -322,6 +329,8 @@ struct Track {
     deliveries: u64,
     /// The last delivery: its sequence number, and whether it was in the final phase.
     last: Option<(u64, bool)>,
+    /// The `retry_count` of the last delivery's failure (`None`: it had no failure).
+    last_retry_count: Option<u64>,
     /// An ACK was written after the last delivery (with or without a reply).
     ack_since_last: bool,
     first_ack_ok: Option<u64>,
@@ -341,7 +350,9 @@ struct Track {
 ///    taken effect).
 /// 4. A job whose FAIL got `+OK` is delivered again, carrying a `failure` whose `retry_count`
 ///    accounts for the FAILs (it went through the retries).
-/// 5. No unexpected reply.
+/// 5. A job delivered again has failed in between (a reserved job goes back to a queue only by
+///    failing: FAIL, or its reservation expiring): its `failure.retry_count` went up.
+/// 6. No unexpected reply.
 fn check(history: &[Entry]) -> Verdict {
     let mut entries: Vec<&Entry> = history.iter().collect();
     entries.sort_by_key(|e| e.seq);
@@ -434,14 +445,24 @@ fn check(history: &[Entry]) -> Verdict {
                     }
                 }
                 let t = jobs.entry(job.jid.clone()).or_default();
-                if let Some(a) = t.first_ack_ok {
-                    if *asked > a {
+                let retry_count = job.failure.as_ref().map(|f| f.retry_count);
+                match t.first_ack_ok {
+                    Some(a) if *asked > a => v.push(format!(
+                        "seq {}: job {jid} was delivered again (its FETCH was written at seq \
+                         {asked}) after its ACK got +OK at seq {a}",
+                        e.seq
+                    )),
+                    _ if t.deliveries > 0
+                        && t.fail_pending.is_none()
+                        && !(retry_count > t.last_retry_count && retry_count.is_some()) =>
+                    {
                         v.push(format!(
-                            "seq {}: job {jid} was delivered again (its FETCH was written at seq \
-                             {asked}) after its ACK got +OK at seq {a}",
-                            e.seq
-                        ));
+                            "seq {}: job {jid} was delivered again without failing in between \
+                             (retry_count {:?}, then {:?}): a reservation came back early",
+                            e.seq, t.last_retry_count, retry_count
+                        ))
                     }
+                    _ => {}
                 }
                 if let Some(f) = t.fail_pending.take() {
                     c.redeliveries_after_fail += 1;
@@ -455,11 +476,22 @@ fn check(history: &[Entry]) -> Verdict {
                             "seq {}: job {jid} came back with retry_count {} after {} FAILs got +OK",
                             e.seq, seen.retry_count, t.fails_ok
                         )),
+                        Some(_) if retry_count <= t.last_retry_count => v.push(format!(
+                            "seq {}: job {jid} came back after its FAIL got +OK at seq {f} with \
+                             retry_count {retry_count:?}, as before",
+                            e.seq
+                        )),
                         Some(_) => {}
                     }
                 } else if t.deliveries > 0 {
-                    c.redeliveries_other += 1;
+                    match &job.failure {
+                        Some(f) if f.errtype == "ReservationExpired" => {
+                            c.redeliveries_after_expiry += 1
+                        }
+                        _ => c.redeliveries_other += 1,
+                    }
                 }
+                t.last_retry_count = retry_count;
                 t.deliveries += 1;
                 t.last = Some((e.seq, drain.is_some()));
                 t.ack_since_last = false;
@@ -654,6 +686,8 @@ fn call_ok(log: &mut Log, c: &mut Client, line: &str, sent: Ev, done: Ev) -> boo
 const QUEUES: [&str; 2] = ["crash-a", "crash-b"];
 const PRODUCERS: usize = 2;
 const CONSUMERS: usize = 4;
+/// Jobs a second per producer, at most.
+const PUSH_RATE: f64 = 400.0;
 
 /// Pushes jobs (one PUSH, or a PUSHB of 2 to 6) until werk is gone.
 fn producer(addr: SocketAddr, seq: Seq, mut rng: Rng, name: String) -> Vec<Entry> {
@@ -662,10 +696,14 @@ fn producer(addr: SocketAddr, seq: Seq, mut rng: Rng, name: String) -> Vec<Entry
         return log.entries;
     };
     let mut n = 0u64;
+    let started = Instant::now();
     loop {
-        // A short random pause keeps the producers near the consumers' pace (a consumer needs
-        // two durable round trips per job), so the backlog stays small.
-        std::thread::sleep(Duration::from_millis(rng.range(0, 4)));
+        // At most PUSH_RATE jobs a second, with a little jitter: near the consumers' pace (a
+        // consumer needs two durable round trips per job), so the backlog stays small, and the
+        // journal grows by a bounded amount per cycle in long release-mode runs.
+        let due = started + Duration::from_secs_f64(n as f64 / PUSH_RATE);
+        let jitter = Duration::from_millis(rng.range(0, 3));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()) + jitter);
         let count = if rng.percent(15) { rng.range(2, 7) } else { 1 };
         let mut jobs = Vec::new();
         for _ in 0..count {
@@ -847,6 +885,9 @@ struct Final {
     dead: u64,
     from_retries: u64,
     from_dead: u64,
+    /// INFO's counters at the end.
+    processed: u64,
+    failures: u64,
     journal_bytes: u64,
 }
 
@@ -914,6 +955,8 @@ fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
     for set in ["working", "scheduled", "retries", "dead"] {
         assert_eq!(sets[set], 0, "{set} after the final drain: {i}");
     }
+    fin.processed = i["faktory"]["total_processed"].as_u64().unwrap_or(0);
+    fin.failures = i["faktory"]["total_failures"].as_u64().unwrap_or(0);
     drop(raw);
     let status = w.terminate(Duration::from_secs(10));
     assert!(
@@ -933,7 +976,11 @@ fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {
     let mut rng = seeded("crash");
-    let cycles = env_u64("WERK_CRASH_CYCLES").unwrap_or(30);
+    let asked_cycles = env_u64("WERK_CRASH_CYCLES");
+    let (min_cycles, min_time) = match asked_cycles {
+        Some(n) => (n, Duration::ZERO),
+        None => (24, Duration::from_secs(65)),
+    };
     let started = Instant::now();
     let dir = temp_dir("crash");
     println!(
@@ -944,7 +991,8 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     let mut history: Vec<Entry> = Vec::new();
     let mut torn_cuts = 0;
     let mut kill_ms = Vec::new();
-    for cycle in 0..cycles {
+    let mut cycle = 0;
+    while cycle < min_cycles || started.elapsed() < min_time {
         let mut w = Werk::start_in(&dir, &["--sync", "always"], &[]);
         if w.logged("torn record") {
             torn_cuts += 1;
@@ -975,6 +1023,13 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         for t in threads {
             history.extend(t.join().expect("a client thread panicked"));
         }
+        cycle += 1;
+    }
+    let cycles = cycle;
+    if asked_cycles.is_none() {
+        println!(
+            "crash: {cycles} cycles ran (replay with WERK_CRASH_CYCLES={cycles} and the seed)"
+        );
     }
     let final_started = Instant::now();
     let fin = final_phase(&dir, &seq, &mut history);
@@ -1003,10 +1058,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         c.deliveries, c.acks_sent, c.acks_ok, c.fails_sent, c.fails_ok
     );
     println!(
-        "crash: redeliveries of unACKed jobs {} (after a FAIL {}, after a kill, expiry or \
-         unanswered ACK {})",
-        c.redeliveries_after_fail + c.redeliveries_other,
+        "crash: redeliveries of unACKed jobs {} (after a FAIL got +OK {}, after the reservation \
+         expired {}, after a FAIL without reply {})",
+        c.redeliveries_after_fail + c.redeliveries_after_expiry + c.redeliveries_other,
         c.redeliveries_after_fail,
+        c.redeliveries_after_expiry,
         c.redeliveries_other
     );
     println!(
@@ -1015,8 +1071,9 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         c.drained_queue, fin.reserved, fin.retries, fin.dead, c.drained_retries, c.drained_dead
     );
     println!(
-        "crash: restarts that cut a torn tail {torn_cuts}, journal {} bytes at the end",
-        fin.journal_bytes
+        "crash: INFO at the end: total_processed {}, total_failures {}; restarts that cut a torn \
+         tail {torn_cuts}, journal {} bytes at the end",
+        fin.processed, fin.failures, fin.journal_bytes
     );
     println!("crash: checker: {} violations", verdict.violations.len());
     assert!(
@@ -1032,6 +1089,17 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
             .join("\n")
     );
     assert_eq!(c.kills, cycles);
+    // Every ACK and FAIL that got +OK released a reservation and counted (FAILs and expired
+    // reservations count as failures too); the counters are durable as well.
+    assert!(
+        fin.processed >= c.acks_ok + c.fails_ok && fin.failures >= c.fails_ok,
+        "counters lost: processed {} < {} ACK +OK + {} FAIL +OK, or failures {} < {}",
+        fin.processed,
+        c.acks_ok,
+        c.fails_ok,
+        fin.failures,
+        c.fails_ok
+    );
     assert_eq!(
         (c.drained_queue, c.drained_retries, c.drained_dead),
         (fin.from_queues, fin.from_retries, fin.from_dead)
@@ -1417,6 +1485,7 @@ fn flipped_bits_are_refused_or_cut_never_served() {
         .map(|f| std::fs::metadata(f).expect("journal").len() as usize)
         .collect();
     let (mut refused, mut cut, mut cut_in_middle) = (0, 0, 0);
+    let mut dropped = Vec::new();
     const TRIALS: usize = 150;
     for trial in 0..TRIALS {
         // A third of the flips hit a record's frame (length, CRC, kind), a third the last three
@@ -1494,15 +1563,22 @@ fn flipped_bits_are_refused_or_cut_never_served() {
                 cut += 1;
                 if k + 1 < records.len() || file != newest {
                     cut_in_middle += 1;
-                    println!(
+                    dropped.push(format!(
                         "bitflip: WARNING {what}: read as a torn tail; werk cut the journal \
-                         there and dropped {} acknowledged records after it",
+                         there and dropped the {} acknowledged records after it",
                         records.len() - k - 1
-                    );
+                    ));
                 }
             }
         }
         let _ = std::fs::remove_dir_all(&copy);
+    }
+    // The known bug (see `damaged_length_in_the_middle_is_refused_not_cut`): shown, not failed.
+    for line in dropped.iter().take(3) {
+        println!("{line}");
+    }
+    if dropped.len() > 3 {
+        println!("bitflip: ... and {} more such flips", dropped.len() - 3);
     }
     println!(
         "bitflip: {TRIALS} flips: {refused} refused with file and offset, {cut} cut at the \
@@ -1585,9 +1661,9 @@ impl H {
     fn args(jid: &str) -> String {
         format!(r#"["{jid}",1,"x"]"#)
     }
-    fn body(jid: &str, args: &str, failure: Option<u64>) -> Vec<u8> {
-        let failure = failure.map_or(String::new(), |n| {
-            format!(r#","failure":{{"retry_count":{n},"message":"m"}}"#)
+    fn body(jid: &str, args: &str, failure: Option<(u64, &str)>) -> Vec<u8> {
+        let failure = failure.map_or(String::new(), |(n, errtype)| {
+            format!(r#","failure":{{"retry_count":{n},"errtype":"{errtype}","message":"m"}}"#)
         });
         format!(r#"{{"jid":"{jid}","queue":"crash-a","jobtype":"crash","args":{args},"retry":5{failure}}}"#)
             .into_bytes()
@@ -1614,7 +1690,12 @@ impl H {
     fn deliver(&mut self, jid: &str) -> &mut Self {
         self.deliver_body(H::body(jid, &H::args(jid), None), None)
     }
+    /// Delivered with a failure (`retry_count`, `errtype`).
+    fn deliver_failed(&mut self, jid: &str, n: u64, errtype: &str) -> &mut Self {
+        self.deliver_body(H::body(jid, &H::args(jid), Some((n, errtype))), None)
+    }
     fn drained(&mut self, jid: &str, failure: Option<u64>, from: Drain) -> &mut Self {
+        let failure = failure.map(|n| (n, "CrashTest"));
         self.deliver_body(H::body(jid, &H::args(jid), failure), Some(from))
     }
     fn ack_sent(&mut self, jid: &str) -> &mut Self {
@@ -1654,7 +1735,7 @@ fn checker_accepts_what_a_crash_allows() {
     h.pushed("job-bbbb").deliver("job-bbbb").failed("job-bbbb");
     // A PUSH without reply that was not stored, and one that was.
     h.sent("job-cccc").sent("job-dddd");
-    // Delivered, killed before the ACK was written: delivered again, ACKed.
+    // Delivered, killed before the ACK was written: back when the reservation expired.
     h.pushed("job-eeee").deliver("job-eeee");
     // An ACK without reply that took effect, and one that did not.
     h.pushed("job-ffff")
@@ -1663,22 +1744,38 @@ fn checker_accepts_what_a_crash_allows() {
     h.pushed("job-gggg")
         .deliver("job-gggg")
         .ack_sent("job-gggg");
+    // A FAIL without reply that took effect.
+    h.pushed("job-hhhh").deliver("job-hhhh");
+    h.at(Ev::FailSent {
+        jid: "job-hhhh".into(),
+    });
     h.kill();
     h.deliver("job-dddd").acked("job-dddd");
-    h.deliver("job-eeee").acked("job-eeee");
-    h.deliver("job-gggg").acked("job-gggg");
+    h.deliver_failed("job-eeee", 0, "ReservationExpired");
+    h.acked("job-eeee");
+    h.deliver_failed("job-gggg", 0, "ReservationExpired");
+    h.acked("job-gggg");
+    h.deliver_failed("job-hhhh", 0, "CrashTest");
+    h.acked("job-hhhh");
     h.kill();
     h.drained("job-bbbb", Some(0), Drain::Retries);
     h.acked("job-bbbb");
     let v = h.verdict();
     assert!(v.violations.is_empty(), "{:#?}", v.violations);
     let c = v.counts;
-    assert_eq!((c.pushes_sent, c.pushes_ok, c.pushes_unanswered), (7, 5, 2));
+    assert_eq!((c.pushes_sent, c.pushes_ok, c.pushes_unanswered), (8, 6, 2));
     assert_eq!(c.unanswered_pushes_stored, 1);
-    assert_eq!((c.deliveries, c.drained_retries), (8, 1));
-    assert_eq!((c.acks_sent, c.acks_ok), (7, 5));
-    assert_eq!((c.fails_sent, c.fails_ok), (1, 1));
-    assert_eq!((c.redeliveries_after_fail, c.redeliveries_other), (1, 2));
+    assert_eq!((c.deliveries, c.drained_retries), (10, 1));
+    assert_eq!((c.acks_sent, c.acks_ok), (8, 6));
+    assert_eq!((c.fails_sent, c.fails_ok), (2, 1));
+    assert_eq!(
+        (
+            c.redeliveries_after_fail,
+            c.redeliveries_after_expiry,
+            c.redeliveries_other
+        ),
+        (1, 2, 1)
+    );
     assert_eq!(c.kills, 2);
 }
 
@@ -1708,6 +1805,22 @@ fn checker_canary_delivered_after_ack() {
         .kill();
     h.drained("job-aaaa", None, Drain::Queue);
     one_violation(&h, "after its ACK got +OK");
+}
+
+#[test]
+fn checker_canary_reservation_back_early() {
+    // Delivered, killed, and delivered again without having failed (no expiry, no FAIL).
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").kill();
+    h.deliver("job-aaaa").acked("job-aaaa");
+    one_violation(&h, "without failing in between");
+    // Failed once, then back twice with the same retry_count.
+    let mut h = H::default();
+    h.pushed("job-aaaa").deliver("job-aaaa").failed("job-aaaa");
+    h.deliver_failed("job-aaaa", 0, "CrashTest").kill();
+    h.drained("job-aaaa", Some(0), Drain::Queue);
+    h.acked("job-aaaa");
+    one_violation(&h, "retry_count Some(0), then Some(0)");
 }
 
 #[test]
@@ -1752,7 +1865,7 @@ fn checker_canary_failed_job_not_in_retries() {
     // Two FAILs got +OK, but the failure counts one.
     let mut h = H::default();
     h.pushed("job-aaaa").deliver("job-aaaa").failed("job-aaaa");
-    h.deliver_body(H::body("job-aaaa", &H::args("job-aaaa"), Some(0)), None);
+    h.deliver_failed("job-aaaa", 0, "CrashTest");
     h.failed("job-aaaa");
     h.drained("job-aaaa", Some(0), Drain::Retries);
     one_violation(&h, "retry_count 0 after 2 FAILs");
