@@ -8,7 +8,11 @@
 //!   (or with other bytes), and that every job whose FAIL got `+OK` comes back through the retries.
 //! - `truncated_journal_recovers_exactly_the_whole_records`: the newest journal file cut at every
 //!   byte of its last records (and at seeded points before them).
-//! - `flipped_bits_are_refused_or_cut_never_served`: seeded single-bit flips in journal files.
+//! - `flipped_bits_are_refused_or_cut_never_served`: seeded single-bit flips in the journal of a
+//!   small directory, and in the snapshot and journal generation of a compacted one.
+//! - `damaged_length_in_the_middle_is_refused_not_cut`: the regression test of a bug the bit flips
+//!   found (a damaged length field read as a torn tail; fixed on main).
+//! - `ack_is_not_answered_from_state_that_is_not_durable` (ignored: a bug, see there).
 //!
 //! `WERK_CRASH_SEED` replays a run's choices (kill delays, operation mix, payloads, cut points,
 //! flipped bits; the interleaving of the client threads is the OS's). `WERK_CRASH_CYCLES` sets the
@@ -17,8 +21,9 @@
 //! while werk is being killed and restarted. `tests/scripts/crash-loop.sh` runs many cycles in
 //! release mode.
 //!
-//! The file tests read "the journal files": the files of the data directory whose name starts
-//! with `journal` and ends with `.wrk`, sorted by name (the last is the newest).
+//! The file tests read the files a start recovers from: `snapshot.wrk` when there is one, then
+//! "the journal files", those of the data directory whose name starts with `journal` and ends
+//! with `.wrk`, sorted by name (the last is the newest).
 
 mod harness;
 
@@ -34,7 +39,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use werk::core::{Record, SetKey, SetName};
-use werk::journal::record::{decode_one, HEADER};
+use werk::journal::files::{journal_generation, SNAPSHOT_FILE};
+use werk::journal::record::{decode_item, Item, HEADER, SNAPSHOT_HEADER};
 use werk::resp::{decode, Frame};
 
 // ===== Seeded randomness and settings ==========================================================
@@ -683,6 +689,9 @@ fn call_ok(log: &mut Log, c: &mut Client, line: &str, sent: Ev, done: Ev) -> boo
     }
 }
 
+/// Every change fsynced before its `+OK`; compaction (snapshot, new journal generation) whenever
+/// the journal outgrows the snapshot, so kills also land during compactions.
+const WERK_ARGS: [&str; 4] = ["--sync", "always", "--compact-bytes-min", "65536"];
 const QUEUES: [&str; 2] = ["crash-a", "crash-b"];
 const PRODUCERS: usize = 2;
 const CONSUMERS: usize = 4;
@@ -846,33 +855,52 @@ fn consumer(addr: SocketAddr, seq: Seq, mut rng: Rng, wid: String) -> Vec<Entry>
     }
 }
 
-/// FETCHes and ACKs every job waiting in the queues (INFO says how many: no blocking FETCH).
-fn drain(raw: &mut Raw, log: &mut Log, kind: Drain) -> u64 {
+/// FETCHes and ACKs every job waiting in the queues (INFO says how many: no blocking FETCH),
+/// on four connections at once so that their records share fsyncs.
+fn drain(addr: SocketAddr, raw: &mut Raw, log: &mut Log, kind: Drain) -> u64 {
     let mut n = 0;
     loop {
         let waiting = queued(&info(raw));
         if waiting == 0 {
             return n;
         }
-        for _ in 0..waiting {
-            let asked = log.seq.tick();
-            let body = match raw.cmd("FETCH crash-a crash-b") {
-                Frame::Bulk(Some(body)) => body,
-                other => panic!("FETCH in the final phase ({kind:?}): {other:?}"),
-            };
-            let jid = jid_of(&body);
-            log.note(Ev::Delivered {
-                body,
-                asked,
-                drain: Some(kind),
-            });
-            n += 1;
-            if let Some(jid) = jid {
-                log.note(Ev::AckSent { jid: jid.clone() });
-                assert_eq!(raw.cmd(&format!(r#"ACK {{"jid":"{jid}"}}"#)), ok());
-                log.note(Ev::AckOk { jid });
-            }
+        let left = Arc::new(AtomicU64::new(waiting));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (left, seq) = (left.clone(), log.seq.clone());
+                std::thread::spawn(move || {
+                    let mut log = Log::new(&seq);
+                    let mut raw = Raw::ready(addr, r#"{"v":2}"#);
+                    while left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                        .is_ok()
+                    {
+                        let asked = log.seq.tick();
+                        let body = match raw.cmd("FETCH crash-a crash-b") {
+                            Frame::Bulk(Some(body)) => body,
+                            other => panic!("FETCH in the final phase ({kind:?}): {other:?}"),
+                        };
+                        let jid = jid_of(&body);
+                        log.note(Ev::Delivered {
+                            body,
+                            asked,
+                            drain: Some(kind),
+                        });
+                        if let Some(jid) = jid {
+                            log.note(Ev::AckSent { jid: jid.clone() });
+                            assert_eq!(raw.cmd(&format!(r#"ACK {{"jid":"{jid}"}}"#)), ok());
+                            log.note(Ev::AckOk { jid });
+                        }
+                    }
+                    log.entries
+                })
+            })
+            .collect();
+        for t in threads {
+            log.entries
+                .extend(t.join().expect("a drain thread panicked"));
         }
+        n += waiting;
     }
 }
 
@@ -897,11 +925,11 @@ struct Final {
 /// whose reply was lost), so nobody waits for their reservations to expire; then the retries
 /// and dead sets are requeued and drained. At the end werk must hold nothing.
 fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
-    let mut w = Werk::start_in(dir, &["--sync", "always"], &[]);
+    let mut w = Werk::start_in(dir, &WERK_ARGS, &[]);
     let mut log = Log::new(seq);
     let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
     let mut fin = Final {
-        from_queues: drain(&mut raw, &mut log, Drain::Queue),
+        from_queues: drain(w.addr, &mut raw, &mut log, Drain::Queue),
         ..Final::default()
     };
     let acked: HashSet<&str> = history
@@ -946,9 +974,9 @@ fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
         raw.cmd(r#"MUTATE {"cmd":"requeue","target":"retries"}"#),
         ok()
     );
-    fin.from_retries = drain(&mut raw, &mut log, Drain::Retries);
+    fin.from_retries = drain(w.addr, &mut raw, &mut log, Drain::Retries);
     assert_eq!(raw.cmd(r#"MUTATE {"cmd":"requeue","target":"dead"}"#), ok());
-    fin.from_dead = drain(&mut raw, &mut log, Drain::Dead);
+    fin.from_dead = drain(w.addr, &mut raw, &mut log, Drain::Dead);
     let i = info(&mut raw);
     let sets = &i["faktory"]["sets"];
     assert_eq!(queued(&i), 0, "{i}");
@@ -989,13 +1017,16 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     );
     let seq = Seq::default();
     let mut history: Vec<Entry> = Vec::new();
-    let mut torn_cuts = 0;
+    let (mut torn_cuts, mut compactions, mut compactions_interrupted) = (0, 0, 0);
     let mut kill_ms = Vec::new();
     let mut cycle = 0;
     while cycle < min_cycles || started.elapsed() < min_time {
-        let mut w = Werk::start_in(&dir, &["--sync", "always"], &[]);
-        if w.logged("torn record") {
+        let mut w = Werk::start_in(&dir, &WERK_ARGS, &[]);
+        if w.logged("torn") {
             torn_cuts += 1;
+        }
+        if w.logged("interrupted compaction") || w.logged("already in the snapshot") {
+            compactions_interrupted += 1;
         }
         let addr = w.addr;
         let mut threads = Vec::new();
@@ -1016,6 +1047,7 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(delay));
         kill_ms.push(delay);
         w.kill9();
+        compactions += w.log_count("compaction: snapshot of");
         history.push(Entry {
             seq: seq.tick(),
             ev: Ev::Kill,
@@ -1072,7 +1104,8 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     );
     println!(
         "crash: INFO at the end: total_processed {}, total_failures {}; restarts that cut a torn \
-         tail {torn_cuts}, journal {} bytes at the end",
+         tail {torn_cuts}; compactions finished {compactions}, restarts that cleaned up after an \
+         interrupted one {compactions_interrupted}; journal files {} bytes at the end",
         fin.processed, fin.failures, fin.journal_bytes
     );
     println!("crash: checker: {} violations", verdict.violations.len());
@@ -1113,27 +1146,67 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
 
 // ===== Journal files ===========================================================================
 
-/// A record of a journal file and where it lies.
+/// A record of a data file and where it lies.
 #[derive(Clone, Debug)]
 struct Located {
-    /// Index in [`journal_files`].
+    /// Index in [`Layout::files`].
     file: usize,
     start: usize,
     end: usize,
     record: Record,
 }
 
-/// Every record of the journal files, in order; panics unless each file decodes to its end.
-fn located_records(files: &[PathBuf]) -> Vec<Located> {
-    let mut out = Vec::new();
-    for (file, path) in files.iter().enumerate() {
+/// The files a start recovers from, in its order, and their records.
+#[derive(Debug)]
+struct Layout {
+    /// `snapshot.wrk` first when there is one, then the journal files from the snapshot's
+    /// generation on (oldest first; the last is the newest).
+    files: Vec<PathBuf>,
+    /// Whether `files[0]` is the snapshot.
+    snapshot: bool,
+    records: Vec<Located>,
+}
+
+impl Layout {
+    /// Reads a settled data directory; panics unless every file decodes to its end.
+    fn of(dir: &Path) -> Layout {
+        let mut l = Layout {
+            files: Vec::new(),
+            snapshot: false,
+            records: Vec::new(),
+        };
+        let mut base = 0;
+        let snapshot = dir.join(SNAPSHOT_FILE);
+        if snapshot.exists() {
+            l.snapshot = true;
+            l.files.push(snapshot.clone());
+            l.read(0, SNAPSHOT_HEADER, |generation| base = generation);
+        }
+        for path in journal_files(dir) {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if journal_generation(&name).is_some_and(|g| g >= base) {
+                l.files.push(path);
+                l.read(l.files.len() - 1, HEADER, |_| {
+                    panic!("a snapshot trailer in {name}")
+                });
+            }
+        }
+        l
+    }
+
+    fn read(&mut self, file: usize, header: &[u8; 8], mut trailer: impl FnMut(u64)) {
+        let path = &self.files[file];
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(bytes.starts_with(HEADER), "{}: no header", path.display());
-        let mut pos = HEADER.len();
+        assert!(bytes.starts_with(header), "{}: no header", path.display());
+        let mut pos = header.len();
         while pos < bytes.len() {
-            match decode_one(&bytes[pos..]) {
-                Ok(Some((record, used))) => {
-                    out.push(Located {
+            match decode_item(&bytes[pos..]) {
+                Ok(Some((Item::Record(record), used))) => {
+                    self.records.push(Located {
                         file,
                         start: pos,
                         end: pos + used,
@@ -1141,11 +1214,32 @@ fn located_records(files: &[PathBuf]) -> Vec<Located> {
                     });
                     pos += used;
                 }
+                Ok(Some((Item::SnapshotEnd { generation, .. }, used))) => {
+                    trailer(generation);
+                    pos += used;
+                }
                 other => panic!("{}: byte {pos}: {other:?}", path.display()),
             }
         }
     }
-    out
+
+    fn newest(&self) -> usize {
+        self.files.len() - 1
+    }
+
+    fn name(&self, file: usize) -> std::ffi::OsString {
+        self.files[file].file_name().expect("name").to_owned()
+    }
+}
+
+/// True when werk logged that it cut a torn tail at byte `at`, dropping `dropped` bytes (any
+/// dropped count when `None`).
+fn logged_cut(w: &Werk, at: usize, dropped: Option<usize>) -> bool {
+    w.log_text().lines().any(|l| {
+        l.contains("torn")
+            && l.contains(&format!("at byte {at} "))
+            && dropped.is_none_or(|n| l.contains(&format!("({n} bytes dropped)")))
+    })
 }
 
 /// A copy of a data directory's files in a fresh directory.
@@ -1225,7 +1319,21 @@ impl Model {
                 self.processed += processed;
                 self.failures += failures;
             }
-            other => panic!("the file tests make no {other:?} record"),
+            // A snapshot names each queue with its paused mark, and ends with the totals.
+            Record::Pause { queue, .. } => {
+                self.queues.entry(queue.to_string()).or_default();
+            }
+            Record::RemoveQueue { queue } => {
+                self.queues.remove(&**queue);
+            }
+            Record::Totals {
+                processed,
+                failures,
+            } => {
+                self.processed = *processed;
+                self.failures = *failures;
+            }
+            Record::Flush => panic!("the file tests make no {record:?} record"),
         }
     }
 
@@ -1241,9 +1349,18 @@ type PushedArgs = BTreeMap<String, String>;
 /// ahead), then a FETCH and FAIL (the job has `retry: 0`, so it is discarded), a FETCH and ACK,
 /// and a FETCH left open. The newest records are therefore Reserve, Release, Count, Reserve,
 /// Release, Count, Reserve: short ones, whose every cut point is tested.
-fn build_journal(rng: &mut Rng) -> (PathBuf, PushedArgs) {
+///
+/// With `compact`, werk compacts whenever the journal passes 4 KiB, so the directory ends with a
+/// snapshot and one or more journal generations; werk is then stopped and started once more, so
+/// that any interrupted compaction is cleaned up and the files are settled.
+fn build_journal(rng: &mut Rng, compact: bool) -> (PathBuf, PushedArgs) {
     let dir = temp_dir("files");
-    let mut w = Werk::start_in(&dir, &[], &[]);
+    let args: &[&str] = if compact {
+        &["--compact-bytes-min", "4096"]
+    } else {
+        &[]
+    };
+    let mut w = Werk::start_in(&dir, args, &[]);
     let mut raw = Raw::ready(w.addr, r#"{"v":2,"wid":"files"}"#);
     let mut pushed = PushedArgs::new();
     for i in 0..24 {
@@ -1261,6 +1378,12 @@ fn build_journal(rng: &mut Rng) -> (PathBuf, PushedArgs) {
         assert_eq!(raw.cmd(&line), ok(), "{line}");
         pushed.insert(jid, args);
     }
+    if compact {
+        let compacted = harness::wait_until(Duration::from_secs(10), || {
+            w.logged("compaction: snapshot of")
+        });
+        assert!(compacted, "no compaction:\n{}", w.log_text());
+    }
     for (jid, then) in [
         (
             "file0000",
@@ -1276,7 +1399,16 @@ fn build_journal(rng: &mut Rng) -> (PathBuf, PushedArgs) {
         }
     }
     drop(raw);
-    w.kill9();
+    if compact {
+        let stopped = w.terminate(Duration::from_secs(10));
+        assert!(stopped.is_some_and(|s| s.success()), "{}", w.log_text());
+        let mut again = Werk::start_in(&dir, &[], &[]);
+        let stopped = again.terminate(Duration::from_secs(10));
+        assert!(stopped.is_some_and(|s| s.success()), "{}", again.log_text());
+        assert!(dir.join(SNAPSHOT_FILE).exists(), "no snapshot");
+    } else {
+        w.kill9();
+    }
     (dir, pushed)
 }
 
@@ -1376,19 +1508,14 @@ fn verify(w: &Werk, model: &Model, pushed: &PushedArgs) -> Result<(), String> {
 fn truncated_journal_recovers_exactly_the_whole_records() {
     let mut rng = seeded("truncation");
     let started = Instant::now();
-    let (dir, pushed) = build_journal(&mut rng);
-    let files = journal_files(&dir);
-    let newest = files.len() - 1;
-    let name = files[newest].file_name().expect("name").to_owned();
-    let records = located_records(&files);
-    // The state must come from the journal files alone (no snapshot holding part of it):
-    // otherwise this oracle needs the snapshot too.
-    let whole = Model::of(&records);
-    assert_eq!(
-        whole.working.len(),
-        1,
-        "the journal files hold the whole history: {whole:?}"
-    );
+    let (dir, pushed) = build_journal(&mut rng, false);
+    let layout = Layout::of(&dir);
+    let newest = layout.newest();
+    let name = layout.name(newest);
+    let records = &layout.records;
+    // The oracle sees the whole history.
+    let whole = Model::of(records);
+    assert_eq!(whole.working.len(), 1, "{whole:?}");
     assert_eq!(whole.processed, 2, "{whole:?}");
     let first = records
         .iter()
@@ -1407,8 +1534,9 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
     while cuts.len() < planned {
         cuts.insert(rng.index(head, tail));
     }
-    // An empty newest file (a crash right after its creation) holds nothing.
-    cuts.insert(0);
+    // Inside the header: an empty file (a crash right after its creation) or a partial header (a
+    // crash while it was written) holds nothing.
+    cuts.extend(0..HEADER.len());
     let mut torn = 0;
     for &cut in &cuts {
         let copy = copy_dir(&dir, "cut");
@@ -1425,8 +1553,10 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
             .count();
         let boundary = if kept > first {
             records[kept - 1].end
+        } else if cut >= HEADER.len() {
+            HEADER.len()
         } else {
-            HEADER.len().min(cut)
+            0
         };
         let model = Model::of(&records[..kept]);
         let w = Werk::try_start_in(&copy, &["--sync", "none"], &[]).unwrap_or_else(|(s, e)| {
@@ -1443,15 +1573,14 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
         } else {
             torn += 1;
             assert!(
-                w.logged(&format!("torn record at byte {boundary}"))
-                    && w.logged(&format!("({} bytes dropped)", cut - boundary)),
+                logged_cut(&w, boundary, Some(cut - boundary)),
                 "the cut is not logged: {}",
                 context()
             );
         }
         let size = std::fs::metadata(&path).expect("journal").len();
-        // An empty file gets its header back.
-        let expected = if cut == 0 { HEADER.len() } else { boundary };
+        // A file cut inside its header gets its header back.
+        let expected = boundary.max(HEADER.len());
         assert_eq!(size, expected as u64, "journal not cut back: {}", context());
         if let Err(e) = verify(&w, &model, &pushed) {
             panic!("{e}\n{}", context());
@@ -1476,20 +1605,33 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
 fn flipped_bits_are_refused_or_cut_never_served() {
     let mut rng = seeded("bitflip");
     let started = Instant::now();
-    let (dir, pushed) = build_journal(&mut rng);
-    let files = journal_files(&dir);
-    let records = located_records(&files);
-    let newest = files.len() - 1;
-    let sizes: Vec<usize> = files
+    let plain = flip_trials(&mut rng, false, 120);
+    let compacted = flip_trials(&mut rng, true, 120);
+    println!(
+        "bitflip: {:.1} s; 0 corrupted jobs served",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(plain.0 > 0 && compacted.0 > 0);
+}
+
+/// Flips `trials` seeded single bits, one copy of the directory each, in the files of a
+/// directory built by [`build_journal`]. Each start must either refuse, naming the file (and the
+/// offset of a damaged journal record), leaving the file as it is; or, when the damaged record is
+/// the very last one (a torn write looks the same), cut it, log it, and serve exactly the
+/// records before it. Returns (refused, cut).
+fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
+    let (dir, pushed) = build_journal(rng, compact);
+    let layout = Layout::of(&dir);
+    let records = &layout.records;
+    let sizes: Vec<usize> = layout
+        .files
         .iter()
-        .map(|f| std::fs::metadata(f).expect("journal").len() as usize)
+        .map(|f| std::fs::metadata(f).expect("data file").len() as usize)
         .collect();
-    let (mut refused, mut cut, mut cut_in_middle) = (0, 0, 0);
-    let mut dropped = Vec::new();
-    const TRIALS: usize = 150;
-    for trial in 0..TRIALS {
+    let (mut refused, mut cut) = (0, 0);
+    for trial in 0..trials {
         // A third of the flips hit a record's frame (length, CRC, kind), a third the last three
-        // records, a third anywhere in any journal file (its header included).
+        // records, a third anywhere in any file (headers and the snapshot's trailer included).
         let (file, byte) = match trial % 3 {
             0 => {
                 let r = &records[rng.index(0, records.len())];
@@ -1500,20 +1642,21 @@ fn flipped_bits_are_refused_or_cut_never_served() {
                 (r.file, rng.index(r.start, r.end))
             }
             _ => {
-                let file = rng.index(0, files.len());
+                let file = rng.index(0, layout.files.len());
                 (file, rng.index(0, sizes[file]))
             }
         };
         let bit = rng.index(0, 8);
-        let name = files[file].file_name().expect("name").to_owned();
+        let name = layout.name(file);
         let copy = copy_dir(&dir, "flip");
         let path = copy.join(&name);
-        let mut bytes = std::fs::read(&path).expect("journal");
+        let mut bytes = std::fs::read(&path).expect("data file");
         bytes[byte] ^= 1 << bit;
-        std::fs::write(&path, &bytes).expect("write journal");
+        std::fs::write(&path, &bytes).expect("write data file");
         let damaged = records
             .iter()
             .position(|r| r.file == file && r.start <= byte && byte < r.end);
+        let in_snapshot = layout.snapshot && file == 0;
         let what = format!(
             "bit {bit} of byte {byte} of {} ({})",
             name.to_string_lossy(),
@@ -1523,7 +1666,7 @@ fn flipped_bits_are_refused_or_cut_never_served() {
                     records.len(),
                     records[k].start
                 ),
-                None => "the header".into(),
+                None => "a header or the snapshot's trailer".into(),
             }
         );
         match Werk::try_start_in(&copy, &["--sync", "none"], &[]) {
@@ -1534,79 +1677,69 @@ fn flipped_bits_are_refused_or_cut_never_served() {
                     stderr.contains(&*path.to_string_lossy()),
                     "{what}: the refusal does not name the file:\n{stderr}"
                 );
-                match damaged {
-                    Some(k) => assert!(
+                if let (Some(k), false) = (damaged, in_snapshot) {
+                    assert!(
                         stderr.contains(&format!("byte {}", records[k].start)),
                         "{what}: the refusal does not name the offset:\n{stderr}"
-                    ),
-                    None => assert!(stderr.contains("header"), "{what}:\n{stderr}"),
+                    );
                 }
-                let kept = std::fs::read(&path).expect("journal");
+                let kept = std::fs::read(&path).expect("data file");
                 assert!(kept == bytes, "{what}: werk refused but changed the file");
             }
             Ok(w) => {
-                let k = damaged.unwrap_or_else(|| {
-                    panic!(
-                        "{what}: werk started on a damaged header:\n{}",
-                        w.log_text()
-                    )
-                });
                 let context = || format!("{what}:\n{}", w.log_text());
-                assert!(
-                    w.logged(&format!("torn record at byte {}", records[k].start)),
-                    "{}",
-                    context()
-                );
+                // Only the very last record of a journal can be a torn write; werk must not
+                // cut away the acknowledged records after a damaged one.
+                let k = match damaged {
+                    Some(k) if k + 1 == records.len() && !in_snapshot => k,
+                    _ => panic!(
+                        "werk started on a damaged file (not a torn last record): {}",
+                        context()
+                    ),
+                };
+                assert!(logged_cut(&w, records[k].start, None), "{}", context());
                 if let Err(e) = verify(&w, &Model::of(&records[..k]), &pushed) {
                     panic!("{e}\n{}", context());
                 }
                 cut += 1;
-                if k + 1 < records.len() || file != newest {
-                    cut_in_middle += 1;
-                    dropped.push(format!(
-                        "bitflip: WARNING {what}: read as a torn tail; werk cut the journal \
-                         there and dropped the {} acknowledged records after it",
-                        records.len() - k - 1
-                    ));
-                }
             }
         }
         let _ = std::fs::remove_dir_all(&copy);
     }
-    // The known bug (see `damaged_length_in_the_middle_is_refused_not_cut`): shown, not failed.
-    for line in dropped.iter().take(3) {
-        println!("{line}");
-    }
-    if dropped.len() > 3 {
-        println!("bitflip: ... and {} more such flips", dropped.len() - 3);
-    }
+    let names: Vec<_> = layout
+        .files
+        .iter()
+        .zip(&sizes)
+        .map(|(f, n)| {
+            format!(
+                "{} ({n} bytes)",
+                f.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
+        .collect();
     println!(
-        "bitflip: {TRIALS} flips: {refused} refused with file and offset, {cut} cut at the \
-         damaged record ({cut_in_middle} of them before the last record), 0 corrupted jobs \
-         served; {} records, {:.1} s",
-        records.len(),
-        started.elapsed().as_secs_f64()
+        "bitflip: {trials} flips in {}: {refused} refused with the file named, {cut} cut as a torn \
+         last record; {} records",
+        names.join(", "),
+        records.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
+    (refused, cut)
 }
 
 /// A flipped bit in the length field of a record in the middle of the journal makes that
-/// length reach past the end of the file, which reads exactly like a torn tail. werk then cuts
-/// the file at that record and starts: every acknowledged record after it is dropped, and erased
-/// from the disk. DESIGN.md §3 and ARCHITECTURE.md ("recovery must only accept a torn record at
-/// the very end of the last file") want a refusal naming the file and the offset, with the file
-/// left as it is.
+/// length reach past the end of the file, which reads like a torn tail. werk used to cut the
+/// file there and start without every acknowledged record after it (found by the bit-flip test);
+/// it must refuse, naming the file and the offset, and leave the file as it is.
 #[test]
-#[ignore = "bug: a damaged length field in the middle of the journal is taken for a torn tail; \
-            werk truncates the journal there and starts without the acknowledged records after it"]
 fn damaged_length_in_the_middle_is_refused_not_cut() {
     let mut rng = seeded("midlength");
-    let (dir, _) = build_journal(&mut rng);
-    let files = journal_files(&dir);
-    let records = located_records(&files);
+    let (dir, _) = build_journal(&mut rng, false);
+    let layout = Layout::of(&dir);
+    let records = &layout.records;
     let k = records.len() / 2;
     let r = &records[k];
-    let path = files[r.file].clone();
+    let path = layout.files[r.file].clone();
     let mut bytes = std::fs::read(&path).expect("journal");
     // The length's third byte: 8 MiB more than the file holds.
     bytes[r.start + 2] ^= 0x80;
