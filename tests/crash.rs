@@ -916,7 +916,8 @@ struct Final {
     /// INFO's counters at the end.
     processed: u64,
     failures: u64,
-    journal_bytes: u64,
+    /// Journal files and snapshot.
+    data_bytes: u64,
 }
 
 /// After the last kill: start werk once more and collect every job it still holds. Jobs waiting
@@ -992,8 +993,9 @@ fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
         "werk did not stop cleanly: {status:?}\n{}",
         w.log_text()
     );
-    fin.journal_bytes = journal_files(dir)
+    fin.data_bytes = journal_files(dir)
         .iter()
+        .chain(&[dir.join(SNAPSHOT_FILE)])
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
@@ -1105,8 +1107,8 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     println!(
         "crash: INFO at the end: total_processed {}, total_failures {}; restarts that cut a torn \
          tail {torn_cuts}; compactions finished {compactions}, restarts that cleaned up after an \
-         interrupted one {compactions_interrupted}; journal files {} bytes at the end",
-        fin.processed, fin.failures, fin.journal_bytes
+         interrupted one {compactions_interrupted}; data files {} bytes at the end",
+        fin.processed, fin.failures, fin.data_bytes
     );
     println!("crash: checker: {} violations", verdict.violations.len());
     assert!(
