@@ -40,7 +40,12 @@ fn main() -> ExitCode {
     let mut server = match Server::bind((*config).clone()) {
         Ok(s) => s,
         Err(e) => {
-            log::error!("cannot listen on {}: {e}", config.bind);
+            // Binding a port and recovering the data directory both happen here.
+            log::error!(
+                "cannot start (protocol on {}, data in {}): {e}",
+                config.bind,
+                config.data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -5,9 +5,10 @@
 
 mod harness;
 
-use harness::{bulk, info, temp_dir, Raw, Werk};
+use harness::{bulk, info, temp_dir, wait_until, Raw, Werk};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use werk::resp::Frame;
 
 const NOT_DURABLE: &str = "ERR journal failed, this change is not durable";
@@ -74,7 +75,9 @@ fn failed_fsync_turns_waiting_acknowledgements_into_errors_and_refuses_writes() 
     assert!(first.starts_with(NOT_DURABLE), "{first}");
     assert!(first.contains("injected fsync failure"), "{first}");
     assert_refusing(&mut raw, pushed_ok);
-    assert!(w.logged("refusing writes until werk is restarted"));
+    // The log is read on another thread: wait for the line rather than race it.
+    assert!(wait_until(Duration::from_secs(5), || w
+        .logged("refusing writes until werk is restarted")));
     drop(raw);
     w.kill9();
     let w = Werk::start_in(&dir, &[], &[]);
