@@ -172,6 +172,11 @@ fn job_json(id: usize) -> String {
 struct Lat(Vec<u32>);
 
 impl Lat {
+    fn record(&mut self, since: Instant) {
+        self.0
+            .push(since.elapsed().as_micros().min(u32::MAX as u128) as u32);
+    }
+
     fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
         let t = Instant::now();
         let r = f();
@@ -236,22 +241,28 @@ fn push_phase(o: &Opts, conns: usize, jobs: usize, batch: usize) -> Result<(f64,
 }
 
 fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
-    let done = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(AtomicUsize::new(0));
+    // When the last job was acknowledged: the consumers' last FETCHes, which wait up to 2 s on
+    // an empty queue, are not part of the figure.
+    let finished_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
     let handles: Vec<_> = (0..o.consumers)
         .map(|_| {
-            let done = done.clone();
+            let (taken, acked, finished_ns) = (taken.clone(), acked.clone(), finished_ns.clone());
             let url = o.url.clone();
             let fail_ratio = o.fail_ratio;
             std::thread::spawn(move || -> Result<(Lat, Lat), String> {
                 let mut c = Conn::open(&url)?;
                 let (mut fetch, mut ack) = (Lat::default(), Lat::default());
-                while done.load(Ordering::Relaxed) < jobs {
-                    match fetch.time(|| c.call(b"FETCH bench"))? {
+                while taken.load(Ordering::Relaxed) < jobs {
+                    let t = Instant::now();
+                    match c.call(b"FETCH bench")? {
                         Frame::Bulk(Some(body)) => {
+                            fetch.record(t);
                             let v: serde_json::Value =
                                 serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                            let n = done.fetch_add(1, Ordering::Relaxed) as f64;
+                            let n = taken.fetch_add(1, Ordering::Relaxed) as f64;
                             // Deterministic share: job n fails when n * F crosses an integer.
                             let fails = (n * fail_ratio).floor() < ((n + 1.0) * fail_ratio).floor();
                             let line = if fails {
@@ -263,7 +274,12 @@ fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
                                 Frame::Simple(s) if s == "OK" => {}
                                 other => return Err(format!("ACK/FAIL failed: {other:?}")),
                             }
+                            if acked.fetch_add(1, Ordering::Relaxed) + 1 == jobs {
+                                let ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                                finished_ns.store(ns, Ordering::Relaxed);
+                            }
                         }
+                        // An empty queue: the FETCH waited; not a latency figure.
                         Frame::Bulk(None) => {}
                         other => return Err(format!("fetch failed: {other:?}")),
                     }
@@ -278,7 +294,13 @@ fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
         fetch.0.extend(f.0);
         ack.0.extend(a.0);
     }
-    Ok((start.elapsed().as_secs_f64(), fetch, ack))
+    let ns = finished_ns.load(Ordering::Relaxed);
+    let secs = if ns > 0 {
+        ns as f64 / 1e9
+    } else {
+        start.elapsed().as_secs_f64()
+    };
+    Ok((secs, fetch, ack))
 }
 
 /// CPU seconds this process used (user + system), from /proc/self/stat.
