@@ -20,6 +20,19 @@ pub const RESERVE_FOR_MIN_SECS: i64 = 60;
 pub const RESERVE_FOR_MAX_SECS: i64 = 86_400;
 /// Shortest jid, in bytes.
 pub const JID_MIN_BYTES: usize = 8;
+/// Longest jobtype, in bytes (Faktory has no limit). A jobtype names a handler in the client's
+/// code; 256 bytes is far beyond any class or function name, and keeps one job from carrying a
+/// megabyte "name" into every page, glob match and INFO-like listing.
+pub const JOBTYPE_BYTES_MAX: usize = 256;
+/// Longest queue name, in bytes (Faktory has no limit). Queue names are map keys, shown in INFO,
+/// the Web UI and metrics labels, and echoed in errors; 128 bytes is ample for any naming scheme.
+pub const QUEUE_NAME_BYTES_MAX: usize = 128;
+/// Deepest nesting of a pushed job's JSON, counting the job object as level 1, so `args` (and
+/// `custom`) may nest 126 levels inside it. serde_json refuses the 128th level ("recursion limit
+/// exceeded"), so its typed fields already stop here; `args` and `custom` are kept as raw text,
+/// which serde_json skips without counting, so werk counts them itself. Every job werk accepts
+/// can thus be decoded by a client that uses serde_json's defaults (the `faktory` crate).
+pub const JSON_DEPTH_MAX: usize = 127;
 
 /// A job held by the server, packed into one allocation (about 60 bytes plus its strings for a
 /// typical job; see [`Job::heap_bytes`]).
@@ -209,6 +222,12 @@ pub enum JobError {
     },
     /// The queue name has characters outside `[a-zA-Z0-9._-]`.
     Queue(String),
+    /// jobtype over [`JOBTYPE_BYTES_MAX`].
+    JobtypeTooLong,
+    /// queue name over [`QUEUE_NAME_BYTES_MAX`].
+    QueueTooLong,
+    /// `args` or `custom` nested deeper than [`JSON_DEPTH_MAX`] (counting the job).
+    TooDeep,
 }
 
 impl fmt::Display for JobError {
@@ -229,6 +248,18 @@ impl fmt::Display for JobError {
                 write_json_str_to_fmt(f, q)?;
                 f.write_str(r" queue: queue names must match \A[a-zA-Z0-9._-]+\z")
             }
+            JobError::JobtypeTooLong => write!(
+                f,
+                "jobs cannot have a jobtype longer than {JOBTYPE_BYTES_MAX} bytes"
+            ),
+            JobError::QueueTooLong => write!(
+                f,
+                "jobs cannot have a queue name longer than {QUEUE_NAME_BYTES_MAX} bytes"
+            ),
+            JobError::TooDeep => write!(
+                f,
+                "invalid JSON: nested deeper than {JSON_DEPTH_MAX} levels"
+            ),
         }
     }
 }
@@ -247,6 +278,14 @@ pub fn valid_queue_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Which checks [`Job::build`] applies: a pushed job gets werk's limits on top of Faktory's
+/// rules; a stored one (recovery) only what is needed to rebuild it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    Pushed,
+    Stored,
 }
 
 /// A validated job and, when it should wait, the time it is due.
@@ -445,7 +484,17 @@ impl Job {
 
     /// Validates a pushed job in Faktory's order (jid, jobtype, args, reserve_for, at, queue) and
     /// builds its stored form. `now` decides whether `at` is in the future and fills `created_at`.
+    ///
+    /// werk's own limits apply here too, in that order: the jobtype's length
+    /// ([`JOBTYPE_BYTES_MAX`]) after its presence, the nesting of `args` and `custom`
+    /// ([`JSON_DEPTH_MAX`]) after their type, the queue name's length
+    /// ([`QUEUE_NAME_BYTES_MAX`]) before its characters.
     pub fn from_input(input: &JobInput<'_>, now: Timestamp) -> Result<NewJob, JobError> {
+        Job::build(input, now, Check::Pushed)
+    }
+
+    fn build(input: &JobInput<'_>, now: Timestamp, check: Check) -> Result<NewJob, JobError> {
+        let limits = check == Check::Pushed;
         let jid = input.jid.as_deref().unwrap_or_default();
         if jid.len() < JID_MIN_BYTES {
             return Err(JobError::Jid);
@@ -454,9 +503,15 @@ impl Job {
         if jobtype.is_empty() {
             return Err(JobError::Jobtype);
         }
+        if limits && jobtype.len() > JOBTYPE_BYTES_MAX {
+            return Err(JobError::JobtypeTooLong);
+        }
         let args = input.args.map(|r| r.get()).ok_or(JobError::Args)?;
         if !args.starts_with('[') {
             return Err(JobError::InvalidJson("args must be a JSON array"));
+        }
+        if limits && json_depth(args) >= JSON_DEPTH_MAX {
+            return Err(JobError::TooDeep);
         }
         let reserve_for = input.reserve_for.unwrap_or(0);
         if reserve_for > RESERVE_FOR_MAX_SECS {
@@ -477,11 +532,17 @@ impl Job {
             None | Some("") => "default",
             Some(q) => q,
         };
+        if limits && queue.len() > QUEUE_NAME_BYTES_MAX {
+            return Err(JobError::QueueTooLong);
+        }
         if !valid_queue_name(queue) {
             return Err(JobError::Queue(queue.to_owned()));
         }
         let custom = match input.custom.map(|r| r.get()) {
             None => None,
+            Some(raw) if limits && raw.starts_with('{') && json_depth(raw) >= JSON_DEPTH_MAX => {
+                return Err(JobError::TooDeep)
+            }
             Some(raw) if raw.starts_with('{') => Some(minify(raw)).filter(|c| c != "{}"),
             Some(_) => return Err(JobError::InvalidJson("custom must be a JSON object")),
         };
@@ -513,12 +574,14 @@ impl Job {
     }
 
     /// Rebuilds a job from its canonical JSON (a journal record). Unlike PUSH, `enqueued_at` is
-    /// kept and `at` decides nothing: the record says where the job is.
+    /// kept and `at` decides nothing: the record says where the job is. werk's own size and
+    /// depth limits are not applied: a journal written before a limit existed (or with a larger
+    /// one) must still recover.
     pub fn from_stored(json: &[u8], now: Timestamp) -> Result<Job, JobError> {
         let text = std::str::from_utf8(json).map_err(|_| JobError::InvalidJson("not UTF-8"))?;
         let input: JobInput<'_> =
             serde_json::from_str(text).map_err(|_| JobError::InvalidJson("stored job"))?;
-        let mut job = Job::from_input(&input, now)?.job;
+        let mut job = Job::build(&input, now, Check::Stored)?.job;
         if let Some(e) = input.enqueued_at.as_deref().filter(|e| !e.is_empty()) {
             // Always werk's own text, which round-trips through `Timestamp`.
             let t = Timestamp::parse_rfc3339(e)
@@ -738,6 +801,35 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The deepest nesting of arrays and objects in `json` (valid JSON, as serde_json checked it):
+/// `[]` is 1, `[[1]]` is 2, a scalar 0. Brackets inside strings do not count.
+pub fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Removes insignificant whitespace from valid JSON text, leaving strings and numbers as written.
 pub fn minify(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
@@ -839,6 +931,76 @@ mod tests {
         ];
         for (json, want) in table {
             assert_eq!(push(json).unwrap_err().to_string(), want, "{json}");
+        }
+    }
+
+    /// werk's own limits, at N and N+1, in their place in the check order.
+    #[test]
+    fn limits_at_n_and_n_plus_one() {
+        let job = |jobtype: &str, queue: &str, args: &str, custom: &str| {
+            push(&format!(
+                r#"{{"jid":"12345678","jobtype":"{jobtype}","queue":"{queue}","args":{args},"custom":{custom}}}"#
+            ))
+        };
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let obj = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        let ok = |r: Result<NewJob, JobError>| r.map(|_| ()).map_err(|e| e.to_string());
+        let t = "t".repeat(JOBTYPE_BYTES_MAX);
+        let q = "q".repeat(QUEUE_NAME_BYTES_MAX);
+        let deep = JSON_DEPTH_MAX - 1; // inside the job object
+        assert_eq!(ok(job(&t, &q, &nest(deep), &obj(deep))), Ok(()));
+        let err = |r: Result<NewJob, JobError>| r.unwrap_err().to_string();
+        assert_eq!(
+            err(job(&format!("{t}t"), &q, "[]", "{}")),
+            "jobs cannot have a jobtype longer than 256 bytes"
+        );
+        assert_eq!(
+            err(job("T", &format!("{q}q"), "[]", "{}")),
+            "jobs cannot have a queue name longer than 128 bytes"
+        );
+        assert_eq!(
+            err(job("T", "q", &nest(deep + 1), "{}")),
+            "invalid JSON: nested deeper than 127 levels"
+        );
+        assert_eq!(
+            err(job("T", "q", "[]", &obj(deep + 1))),
+            "invalid JSON: nested deeper than 127 levels"
+        );
+        // Brackets inside strings are text, not nesting.
+        let text = format!(r#"["{}"]"#, "[{".repeat(500));
+        assert_eq!(ok(job("T", "q", &text, "{}")), Ok(()));
+        // Order: a missing jid is reported before a long jobtype (Faktory's order, then werk's),
+        // a long queue name before its characters (no echo of a huge name).
+        assert_eq!(
+            err(push(&format!(r#"{{"jobtype":"{t}t","args":[]}}"#))),
+            "jobs must have a reasonable jid parameter"
+        );
+        assert_eq!(
+            err(job("T", &format!("{q} "), "[]", "{}")),
+            "jobs cannot have a queue name longer than 128 bytes"
+        );
+    }
+
+    /// Recovery rebuilds jobs stored before a limit existed: limits apply to PUSH only.
+    #[test]
+    fn stored_jobs_are_not_held_to_push_limits() {
+        let long = "t".repeat(JOBTYPE_BYTES_MAX + 1);
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        let json = format!(r#"{{"jid":"12345678","jobtype":"{long}","args":{deep}}}"#);
+        let job = Job::from_stored(json.as_bytes(), now()).unwrap();
+        assert_eq!(job.jobtype(), long);
+    }
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        for (json, depth) in [
+            ("1", 0),
+            ("[]", 1),
+            ("[[1],{\"a\":[2]}]", 3),
+            (r#"["[[[", "\"[", {"]":"{"}]"#, 2),
+            (r#"["\\", [1]]"#, 2),
+        ] {
+            assert_eq!(json_depth(json), depth, "{json}");
         }
     }
 
