@@ -11,7 +11,32 @@ pub mod line;
 
 pub use args::{AckInput, BeatInput, FailInput, FilterInput, HelloInput, JobInput, MutateInput};
 
+use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use std::cell::Cell;
 use std::fmt;
+
+/// Most jobs one PUSHB may carry, by default (`--pushb-jobs-max`). Faktory has no limit, but a
+/// batch is decoded whole and applied in one loop turn, so its size is both memory and latency
+/// for everyone else: each job is a ~400-byte decoded struct before it is validated (a 16 MiB
+/// line of `{}` elements made werk allocate 2 GB before this limit), and 100,000 tiny jobs take
+/// one turn of about 1 s in a debug build, 0.1 s in release. 10,000 is ten times the batch size
+/// Faktory recommends (1,000) and keeps one PUSHB's turn near 10 ms in release.
+pub const PUSHB_JOBS_MAX_DEFAULT: usize = 10_000;
+
+/// Limits applied while a line is decoded, before anything is allocated per element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Most jobs in one PUSHB; one more and the whole batch is refused, nothing pushed.
+    pub pushb_jobs_max: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            pushb_jobs_max: PUSHB_JOBS_MAX_DEFAULT,
+        }
+    }
+}
 
 /// One parsed command.
 #[derive(Debug)]
@@ -146,6 +171,8 @@ pub enum CommandError<'a> {
     Track,
     /// The line is not UTF-8.
     NotUtf8,
+    /// A PUSHB with more jobs than [`ParseLimits::pushb_jobs_max`] (the limit).
+    PushbTooMany(usize),
 }
 
 impl fmt::Display for CommandError<'_> {
@@ -174,6 +201,9 @@ impl fmt::Display for CommandError<'_> {
                 f.write_str("tracking subsystem is only available in Faktory Enterprise")
             }
             CommandError::NotUtf8 => f.write_str("invalid command: the line is not valid UTF-8"),
+            CommandError::PushbTooMany(max) => {
+                write!(f, "too many jobs in PUSHB: the limit is {max}")
+            }
         }
     }
 }
@@ -190,8 +220,16 @@ impl<'a> Command<'a> {
         !matches!(self, Command::Beat(_) | Command::Info | Command::End)
     }
 
-    /// Parses one request line (terminator already removed).
+    /// Parses one request line (terminator already removed) with the default [`ParseLimits`].
     pub fn parse(line: &'a [u8]) -> Result<Command<'a>, CommandError<'a>> {
+        Command::parse_with(line, ParseLimits::default())
+    }
+
+    /// Parses one request line (terminator already removed).
+    pub fn parse_with(
+        line: &'a [u8],
+        limits: ParseLimits,
+    ) -> Result<Command<'a>, CommandError<'a>> {
         let line = std::str::from_utf8(line).map_err(|_| CommandError::NotUtf8)?;
         let (verb, arg) = match line.split_once(' ') {
             Some((verb, arg)) => (verb, Some(arg)),
@@ -206,12 +244,7 @@ impl<'a> Command<'a> {
                     .map_err(|e| CommandError::InvalidJson(e.to_string()))?;
                 Ok(Command::Push(Box::new(job)))
             }
-            "PUSHB" => {
-                let text = required()?;
-                let jobs = serde_json::from_str(text)
-                    .map_err(|e| CommandError::InvalidJson(e.to_string()))?;
-                Ok(Command::Pushb(jobs))
-            }
+            "PUSHB" => parse_pushb(required()?, limits.pushb_jobs_max).map(Command::Pushb),
             "FETCH" => match arg {
                 Some(names) if !names.is_empty() => Ok(Command::Fetch(FetchQueues(names))),
                 _ => Err(CommandError::FetchNoQueues),
@@ -253,6 +286,59 @@ impl CommandError<'_> {
     /// True when the verb was known (Faktory counts those in `command_count`).
     pub fn known_verb(&self) -> bool {
         !matches!(self, CommandError::Unknown(_) | CommandError::NotUtf8)
+    }
+}
+
+/// Decodes a PUSHB array, counting as it goes: the element after the `max`-th stops decoding,
+/// so a huge batch costs at most `max` decoded jobs, never the whole array.
+fn parse_pushb(text: &str, max: usize) -> Result<Vec<JobInput<'_>>, CommandError<'static>> {
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let jobs = JobsSeed { max, over: &over }
+        .deserialize(&mut de)
+        .and_then(|jobs| de.end().map(|()| jobs));
+    match jobs {
+        Ok(jobs) => Ok(jobs),
+        Err(_) if over.get() => Err(CommandError::PushbTooMany(max)),
+        Err(e) => Err(CommandError::InvalidJson(e.to_string())),
+    }
+}
+
+/// A sequence of at most `max` jobs; sets `over` when there is one more.
+struct JobsSeed<'c> {
+    max: usize,
+    over: &'c Cell<bool>,
+}
+
+impl<'de, 'c> DeserializeSeed<'de> for JobsSeed<'c> {
+    type Value = Vec<JobInput<'de>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, 'c> Visitor<'de> for JobsSeed<'c> {
+    type Value = Vec<JobInput<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of jobs")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Never trust the peer's size hint; grow as elements actually arrive.
+        let mut jobs = Vec::new();
+        while jobs.len() < self.max {
+            match seq.next_element()? {
+                Some(job) => jobs.push(job),
+                None => return Ok(jobs),
+            }
+        }
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            self.over.set(true);
+            return Err(de::Error::custom("too many jobs"));
+        }
+        Ok(jobs)
     }
 }
 
@@ -389,6 +475,7 @@ mod tests {
         assert!(err("PUSH {\"args\":\"x\",\"jid\":1}").starts_with("invalid JSON: "));
         assert!(err("PUSHB {}").starts_with("invalid JSON: "));
         assert!(err("PUSHB [1]").starts_with("invalid JSON: "));
+        assert!(err("PUSHB [{}] x").starts_with("invalid JSON: "));
         assert_eq!(
             Command::parse(b"PUSH \xff").unwrap_err(),
             CommandError::NotUtf8
@@ -449,6 +536,32 @@ mod tests {
         assert_eq!(
             q("QUEUE LATENCY a *"),
             QueueCommand::Latency(vec!["a", "*"])
+        );
+    }
+
+    #[test]
+    fn pushb_job_count_limit_at_n_and_n_plus_one() {
+        let limits = ParseLimits { pushb_jobs_max: 3 };
+        let batch = |n: usize| format!("PUSHB [{}]", vec![r#"{"jid":"x"}"#; n].join(","));
+        for n in 0..=3 {
+            match Command::parse_with(batch(n).as_bytes(), limits) {
+                Ok(Command::Pushb(v)) => assert_eq!(v.len(), n),
+                other => panic!("{n}: {other:?}"),
+            }
+        }
+        let four = batch(4);
+        let e = Command::parse_with(four.as_bytes(), limits).unwrap_err();
+        assert_eq!(e, CommandError::PushbTooMany(3));
+        assert_eq!(e.to_string(), "too many jobs in PUSHB: the limit is 3");
+        // The count is checked as elements arrive: what follows the extra one is not read.
+        let e = Command::parse_with(b"PUSHB [{},{},{},{},garbage", limits).unwrap_err();
+        assert_eq!(e, CommandError::PushbTooMany(3));
+        // A syntax error before the limit is still a JSON error.
+        let e = Command::parse_with(b"PUSHB [{},x]", limits).unwrap_err();
+        assert!(e.to_string().starts_with("invalid JSON: "), "{e}");
+        assert_eq!(
+            ParseLimits::default().pushb_jobs_max,
+            PUSHB_JOBS_MAX_DEFAULT
         );
     }
 
