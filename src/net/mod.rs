@@ -19,6 +19,7 @@
 //! reads continue until `WouldBlock` unless the connection's pending output is over its bound
 //! (backpressure), in which case `maybe_readable` remembers that the socket still has data.
 
+pub mod backoff;
 mod conn;
 
 use crate::auth::Challenge;
