@@ -5,7 +5,8 @@
 //! (decision A5 in PROTOCOL.md §17). `null` is accepted wherever a field is optional and means
 //! "absent"; unknown fields are ignored, as the Go server does.
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use crate::core::BACKTRACE_LINES_MAX;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -57,7 +58,8 @@ pub struct FailureInput {
     pub message: Option<String>,
     /// Latest error type.
     pub errtype: Option<String>,
-    /// Latest backtrace.
+    /// Latest backtrace (its first [`BACKTRACE_LINES_MAX`] lines).
+    #[serde(default, deserialize_with = "backtrace_lines")]
     pub backtrace: Option<Vec<String>>,
 }
 
@@ -70,7 +72,8 @@ pub struct FailInput {
     pub errtype: Option<String>,
     /// Error message.
     pub message: Option<String>,
-    /// Backtrace lines.
+    /// Backtrace lines (the first [`BACKTRACE_LINES_MAX`]).
+    #[serde(default, deserialize_with = "backtrace_lines")]
     pub backtrace: Option<Vec<String>>,
 }
 
@@ -127,6 +130,60 @@ pub struct FilterInput {
     pub jids: Option<Vec<String>>,
     /// A Redis glob over the stored JSON text.
     pub regexp: Option<String>,
+}
+
+/// A backtrace: an array of strings (or `null`), of which only the first
+/// [`BACKTRACE_LINES_MAX`] are kept, as werk stores no more. The others are checked to be
+/// strings and skipped without being copied: a 16 MiB line of `""` elements decoded into a
+/// `Vec<String>` made werk allocate 150 MB for one FAIL.
+fn backtrace_lines<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Lines;
+    impl<'de> Visitor<'de> for Lines {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of strings")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut lines = Vec::new();
+            while lines.len() < BACKTRACE_LINES_MAX {
+                match seq.next_element::<String>()? {
+                    Some(line) => lines.push(line),
+                    None => return Ok(Some(lines)),
+                }
+            }
+            while seq.next_element::<SkippedStr>()?.is_some() {}
+            Ok(Some(lines))
+        }
+    }
+    d.deserialize_option(Lines)
+}
+
+/// A JSON string, checked and dropped without a copy.
+struct SkippedStr;
+
+impl<'de> Deserialize<'de> for SkippedStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SkippedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<SkippedStr, E> {
+                Ok(SkippedStr)
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// The argument of ACK: a JSON object whose values are all strings, with a `jid`.
@@ -196,6 +253,34 @@ mod tests {
         assert!(serde_json::from_str::<AckInput<'_>>(r#"{"jid":"a","n":1}"#).is_err());
         assert!(serde_json::from_str::<AckInput<'_>>(r#"{"x":"a"}"#).is_err());
         assert!(serde_json::from_str::<AckInput<'_>>(r#"["jid"]"#).is_err());
+    }
+
+    #[test]
+    fn backtraces_keep_their_first_lines_and_check_the_rest() {
+        let lines = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"l{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let fail = |json: &str| serde_json::from_str::<FailInput>(json).map(|f| f.backtrace);
+        let kept = fail(&format!(r#"{{"jid":"j","backtrace":[{}]}}"#, lines(60)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.len(), BACKTRACE_LINES_MAX);
+        assert_eq!(kept.last().map(String::as_str), Some("l49"));
+        let all = fail(&format!(r#"{{"jid":"j","backtrace":[{}]}}"#, lines(50))).unwrap();
+        assert_eq!(all.map(|v| v.len()), Some(50));
+        assert_eq!(fail(r#"{"jid":"j","backtrace":null}"#).unwrap(), None);
+        assert_eq!(fail(r#"{"jid":"j"}"#).unwrap(), None);
+        assert_eq!(fail(r#"{"jid":"j","backtrace":[]}"#).unwrap(), Some(vec![]));
+        // Still strict about types, before and after the cut.
+        assert!(fail(r#"{"jid":"j","backtrace":"x"}"#).is_err());
+        assert!(fail(r#"{"jid":"j","backtrace":[1]}"#).is_err());
+        assert!(fail(&format!(r#"{{"jid":"j","backtrace":[{},1]}}"#, lines(60))).is_err());
+        let text = format!(r#"{{"failure":{{"backtrace":[{}]}}}}"#, lines(70));
+        let job: JobInput<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(job.failure.unwrap().backtrace.unwrap().len(), 50);
     }
 
     #[test]
