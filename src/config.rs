@@ -21,9 +21,11 @@ mod report;
 
 pub use report::{Reload, Setting};
 
+use crate::command::PUSHB_JOBS_MAX_DEFAULT;
 use crate::core::CoreConfig;
 use crate::journal::writer::{Faults, SyncPolicy};
 use crate::logging::LogFormat;
+use crate::net::backoff::BackoffConfig;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -105,7 +107,21 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Where each setting that is not at its default came from (a flag, a file, a variable).
     pub sources: BTreeMap<&'static str, String>,
+    /// Most jobs in one PUSHB; one more and the batch is refused whole.
+    pub pushb_jobs_max: usize,
+    /// Most open protocol sockets, identified or not; past it a new one gets `-ERR` and is
+    /// closed at once. `None`: `connections_max` + [`SOCKETS_MARGIN`] (see
+    /// [`Config::sockets_max`]).
+    pub sockets_max: Option<usize>,
+    /// Longest first line (HELLO), read before the client has proven anything.
+    pub hello_bytes_max: usize,
+    /// Failed-password backoff per client address.
+    pub auth_backoff: BackoffConfig,
 }
+
+/// Sockets allowed beyond `connections_max` by default: room for clients in their handshake
+/// (each gone within the 2 s HELLO deadline) while the identified ones are at their limit.
+pub const SOCKETS_MARGIN: usize = 1000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -136,6 +152,10 @@ impl Default for Config {
             files: Vec::new(),
             warnings: Vec::new(),
             sources: BTreeMap::new(),
+            pushb_jobs_max: PUSHB_JOBS_MAX_DEFAULT,
+            sockets_max: None,
+            hello_bytes_max: 64 << 10,
+            auth_backoff: BackoffConfig::default(),
         }
     }
 }
@@ -194,6 +214,16 @@ pub enum Key {
     WebConnectionsMax,
     /// `--web-timeout-ms`, `[web] timeout_ms`.
     WebTimeoutMs,
+    /// `--pushb-jobs-max`, `[werk] pushb_jobs_max`.
+    PushbJobsMax,
+    /// `--sockets-max`, `[werk] sockets_max`.
+    SocketsMax,
+    /// `--hello-timeout-ms`, `[werk] hello_timeout_ms`.
+    HelloTimeoutMs,
+    /// `--auth-failures-max`, `[werk] auth_failures_max`.
+    AuthFailuresMax,
+    /// `--auth-block-secs`, `[werk] auth_block_secs`.
+    AuthBlockSecs,
 }
 
 /// The TOML type a key takes.
@@ -357,6 +387,46 @@ pub const SETTINGS: &[Spec] = &[
         Kind::Number,
         false,
     ),
+    spec(
+        Key::PushbJobsMax,
+        "pushb_jobs_max",
+        Some("pushb-jobs-max"),
+        Some(("werk", "pushb_jobs_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::SocketsMax,
+        "sockets_max",
+        Some("sockets-max"),
+        Some(("werk", "sockets_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::HelloTimeoutMs,
+        "hello_timeout_ms",
+        Some("hello-timeout-ms"),
+        Some(("werk", "hello_timeout_ms")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::AuthFailuresMax,
+        "auth_failures_max",
+        Some("auth-failures-max"),
+        Some(("werk", "auth_failures_max")),
+        Kind::Number,
+        false,
+    ),
+    spec(
+        Key::AuthBlockSecs,
+        "auth_block_secs",
+        Some("auth-block-secs"),
+        Some(("werk", "auth_block_secs")),
+        Kind::Number,
+        false,
+    ),
 ];
 
 /// Flags that are not settings: `-d`, `-c`, `-e`, `--no-web`, `-v`, `-h`.
@@ -388,6 +458,15 @@ Usage: werk [flags]
   --line-bytes-max N    longest command line in bytes (default 16777216, at least 64)
   --connections-max N   most identified connections (default 2000)
   --dead-max N          most jobs kept in the dead set (default 100000)
+  --pushb-jobs-max N    most jobs in one PUSHB (default 10000)
+  --sockets-max N       most open protocol connections, identified or not
+                        (default --connections-max + 1000)
+  --hello-timeout-ms N  time a new connection has to send a valid HELLO (default 2000,
+                        at least 100)
+  --auth-failures-max N failed passwords from one address within a minute that
+                        block it (default 5; 0: never block)
+  --auth-block-secs N   how long the first block lasts; each further one doubles,
+                        up to an hour (default 60)
   --web-connections-max N  most open Web UI connections (default 64)
   --web-timeout-ms N    time a Web UI client has to send its request and read the
                         response, from accept (default 10000, at least 100)
@@ -458,6 +537,14 @@ impl Config {
         c.files = found.files;
         c.warnings = found.warnings;
         c.resolve_passwords(&env, secrets)?;
+        if c.sockets_max() < c.connections_max {
+            return Err(ConfigError(format!(
+                "--sockets-max {} is below --connections-max {}: every identified connection \
+                 is a socket",
+                c.sockets_max(),
+                c.connections_max
+            )));
+        }
         Ok(Action::Run(Box::new(c)))
     }
 
@@ -539,6 +626,12 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Most open protocol sockets: `--sockets-max`, else `connections_max` + [`SOCKETS_MARGIN`].
+    pub fn sockets_max(&self) -> usize {
+        self.sockets_max
+            .unwrap_or(self.connections_max.saturating_add(SOCKETS_MARGIN))
     }
 
     /// The password the Web UI asks for: `[web] password`, else the protocol password.
@@ -679,6 +772,17 @@ fn set(c: &mut Config, key: Key, value: &str) -> Result<(), String> {
         Key::ShutdownTimeoutMs => c.shutdown_timeout_ms = parse_num(value, 100)? as u64,
         Key::WebConnectionsMax => c.web_connections_max = parse_num(value, 1)?,
         Key::WebTimeoutMs => c.web_request_timeout_ms = parse_num(value, 100)? as u64,
+        Key::PushbJobsMax => c.pushb_jobs_max = parse_num(value, 1)?,
+        Key::SocketsMax => c.sockets_max = Some(parse_num(value, 1)?),
+        Key::HelloTimeoutMs => c.hello_timeout_ms = parse_num(value, 100)? as u64,
+        Key::AuthFailuresMax => {
+            c.auth_backoff.failures_max = parse_num(value, 0)?
+                .try_into()
+                .map_err(|_| format!("{value:?} is too large"))?;
+        }
+        Key::AuthBlockSecs => {
+            c.auth_backoff.block_ms = (parse_num(value, 1)? as u64).saturating_mul(1000);
+        }
     }
     Ok(())
 }

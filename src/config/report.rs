@@ -84,6 +84,11 @@ impl Config {
             Key::ShutdownTimeoutMs => self.shutdown_timeout_ms.to_string(),
             Key::WebConnectionsMax => self.web_connections_max.to_string(),
             Key::WebTimeoutMs => self.web_request_timeout_ms.to_string(),
+            Key::PushbJobsMax => self.pushb_jobs_max.to_string(),
+            Key::SocketsMax => self.sockets_max().to_string(),
+            Key::HelloTimeoutMs => self.hello_timeout_ms.to_string(),
+            Key::AuthFailuresMax => self.auth_backoff.failures_max.to_string(),
+            Key::AuthBlockSecs => (self.auth_backoff.block_ms / 1000).to_string(),
         })
     }
 

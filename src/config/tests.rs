@@ -556,3 +556,56 @@ fn reload_applies_passwords_and_level_and_reports_the_rest() {
     assert_eq!(r.log_level, None);
     assert_eq!(c.log_level, log::LevelFilter::Debug);
 }
+
+/// The limits of issue 5 (OPERATIONS.md, Limits): defaults, flags, conf.d keys, bounds.
+#[test]
+fn abuse_limits() {
+    let c = run(&[], &[]);
+    assert_eq!(c.sockets_max(), 3000, "--connections-max + 1000");
+    assert_eq!(c.pushb_jobs_max, 10_000);
+    assert_eq!(c.hello_timeout_ms, 2000);
+    assert_eq!(c.hello_bytes_max, 64 << 10);
+    assert_eq!(c.auth_backoff, BackoffConfig::default());
+    let c = run(
+        &[
+            "--connections-max=10",
+            "--pushb-jobs-max",
+            "7",
+            "--auth-failures-max",
+            "0",
+            "--auth-block-secs=2",
+            "--hello-timeout-ms",
+            "30000",
+        ],
+        &[],
+    );
+    assert_eq!((c.sockets_max(), c.pushb_jobs_max), (1010, 7));
+    assert_eq!(
+        (c.auth_backoff.failures_max, c.auth_backoff.block_ms),
+        (0, 2000)
+    );
+    assert_eq!(c.hello_timeout_ms, 30_000);
+    let c = run(&["--sockets-max", "50", "--connections-max", "40"], &[]);
+    assert_eq!(c.sockets_max(), 50);
+    let dir = Dir::new(&[(
+        "limits.toml",
+        "[werk]\npushb_jobs_max = 9\nsockets_max = 2500\nhello_timeout_ms = 500\n\
+         auth_failures_max = 3\nauth_block_secs = 120\n",
+    )]);
+    let c = run(&["-c", dir.path()], &[]);
+    assert_eq!(
+        (c.pushb_jobs_max, c.sockets_max(), c.hello_timeout_ms),
+        (9, 2500, 500)
+    );
+    assert_eq!(
+        (c.auth_backoff.failures_max, c.auth_backoff.block_ms),
+        (3, 120_000)
+    );
+    assert!(
+        error(&["--sockets-max", "9", "--connections-max", "10"], &[])
+            .contains("--sockets-max 9 is below --connections-max 10")
+    );
+    assert!(error(&["--pushb-jobs-max", "0"], &[]).contains("at least 1"));
+    assert!(error(&["--hello-timeout-ms", "99"], &[]).contains("at least 100"));
+    assert!(error(&["--auth-block-secs", "0"], &[]).contains("at least 1"));
+}

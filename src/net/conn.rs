@@ -22,6 +22,7 @@ use crate::timer::TimerId;
 use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 
 /// Bytes asked of the socket per read call.
 pub(super) const READ_CHUNK: usize = 64 * 1024;
@@ -84,6 +85,10 @@ pub(super) struct Conn {
     pub touched: bool,
     /// Processing stopped because pending output reached its bound.
     pub stalled: bool,
+    /// The client's address (protocol connections; for the password backoff).
+    pub peer: Option<IpAddr>,
+    /// Listed in the server's deferred list: driven once next turn, after the events.
+    pub deferred: bool,
 }
 
 impl Conn {
@@ -106,6 +111,8 @@ impl Conn {
             acks: VecDeque::new(),
             touched: false,
             stalled: false,
+            peer: None,
+            deferred: false,
         }
     }
 
