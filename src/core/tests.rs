@@ -4345,3 +4345,44 @@ fn regression_fuzz_job_json_far_future_at() {
     );
     assert!(h.core.next_wakeup_ms().is_some());
 }
+
+// ----- retry bounds (OPERATIONS.md, Limits) ----------------------------------------------------
+
+/// `retry` takes any 64-bit integer, as Faktory: the extremes neither panic nor overflow. A job
+/// failed for the (2^62)-th time is scheduled at the latest time a timestamp holds (year 2262),
+/// and `retry: i64::MIN` behaves as any negative value (dead at the first failure).
+#[test]
+fn retry_bounds_at_the_extremes() {
+    let mut h = Harness::new();
+    let huge = 1i64 << 62;
+    h.push(
+        "retrymax",
+        &format!(
+            r#","retry":{},"failure":{{"failed_at":"x","retry_count":{huge},"remaining":{huge}}}"#,
+            i64::MAX
+        ),
+    );
+    h.fetch(1, "default").unwrap();
+    h.fail("retrymax");
+    let (key, job) = h.set_job(SetName::Retries, "retrymax").unwrap();
+    assert_eq!(job["failure"]["retry_count"], huge + 1);
+    assert_eq!(key.at, Timestamp(i64::MAX), "the backoff saturates");
+    assert_eq!(
+        job["failure"]["next_at"].as_str(),
+        Some(Timestamp(i64::MAX).to_rfc3339().as_str())
+    );
+    // The retry timer is armed (for a wall time centuries away) without overflowing the wheel.
+    h.advance(86_400_000);
+    assert_eq!(h.jids(SetName::Retries), ["retrymax"]);
+
+    h.push("retrymin", &format!(r#","retry":{}"#, i64::MIN));
+    h.fetch(2, "default").unwrap();
+    h.fail("retrymin");
+    assert_eq!(h.jids(SetName::Dead), ["retrymin"]);
+    // And one past i64 is a JSON type error, as any non-integer.
+    let e = h.error(
+        0,
+        r#"PUSH {"jid":"retrybig","jobtype":"T","args":[],"retry":9223372036854775808}"#,
+    );
+    assert!(e.starts_with("ERR invalid JSON: "), "{e}");
+}
