@@ -15,7 +15,7 @@ case "$SECONDS_EACH" in
 esac
 
 cd "$(dirname "$0")"
-TARGETS=(line_reader command job_json glob journal_record core_ops http_request)
+TARGETS=(line_reader command job_json glob journal_record journal_files core_ops http_request)
 
 for t in "${TARGETS[@]}"; do
   echo "=== fuzz target $t: ${SECONDS_EACH}s"
