@@ -37,9 +37,9 @@ werk_rates() { # sync conns -> "push_rate process_rate push_p99"
   for _ in $(seq 1 50); do (echo >/dev/tcp/127.0.0.1/$WPORT) 2>/dev/null && break; sleep 0.1; done
   local n; n=$(jobs_for "$2")
   local push; push=$(target/release/werk-bench --url tcp://127.0.0.1:$WPORT --mode push \
-    --connections "$2" --jobs "$n" | grep '^push:')
+    --connections "$2" --jobs "$n" --event-loop | grep '^push:')
   local proc; proc=$(target/release/werk-bench --url tcp://127.0.0.1:$WPORT --mode process \
-    --consumers "$2" --connections 4 --jobs "$((n / 2))" | grep '^process:')
+    --consumers "$2" --connections 4 --jobs "$((n / 2))" --event-loop | grep '^process:')
   kill $pid; wait $pid 2>/dev/null || true
   rm -rf "$d"
   local pr; pr=$(echo "$push" | sed -E 's/.*: ([0-9]+) jobs\/s.*/\1/')

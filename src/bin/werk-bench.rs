@@ -13,6 +13,9 @@
 //!   (`benches/guard.sh`, under callgrind) is a cheap regression guard.
 //!
 //! `--fail-ratio F` makes consumers FAIL that fraction of the jobs instead of ACKing them.
+//! `--event-loop` runs the connections of `push` and `process` on one thread with a `mio` poll
+//! loop (as `redis-benchmark` does) instead of a thread each: on a small machine shared with the
+//! server, a thread per connection costs the server CPU and context switches.
 //!
 //! Prints the command line, the machine, one summary line per figure (jobs/s, latency
 //! percentiles per command), its own CPU use (so you can see it is not the bottleneck) and,
@@ -36,12 +39,13 @@ struct Opts {
     pid: Option<u32>,
     fail_ratio: f64,
     hold_secs: u64,
+    event_loop: bool,
 }
 
 const USAGE: &str =
     "usage: werk-bench [--url tcp://[:PASSWORD@]HOST:PORT] [--mode push|process|mixed|idle|core] \
 [--connections N] [--consumers N] [--jobs N] [--batch B] [--fail-ratio F] [--hold-secs S] \
-[--pid SERVER_PID]";
+[--event-loop] [--pid SERVER_PID]";
 
 fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
@@ -54,11 +58,16 @@ fn parse_opts() -> Result<Opts, String> {
         pid: None,
         fail_ratio: 0.0,
         hold_secs: 5,
+        event_loop: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.into());
+        }
+        if flag == "--event-loop" {
+            o.event_loop = true;
+            continue;
         }
         let value = args
             .next()
@@ -303,6 +312,187 @@ fn process_phase(o: &Opts, jobs: usize) -> Result<(f64, Lat, Lat), String> {
     Ok((secs, fetch, ack))
 }
 
+/// What the event-loop connections do.
+#[derive(Clone, Copy)]
+enum Work {
+    /// PUSH (or PUSHB of `batch`) until `--jobs` are in.
+    Push { batch: usize },
+    /// FETCH then ACK (or FAIL) until `--jobs` are done.
+    Process,
+}
+
+/// One connection of the event loop: one command in flight.
+struct LoopConn {
+    stream: mio::net::TcpStream,
+    rbuf: Vec<u8>,
+    out: Vec<u8>,
+    sent_at: Instant,
+    /// Waiting for the reply to a FETCH (process) rather than to an ACK.
+    fetching: bool,
+    done: bool,
+}
+
+/// `push`/`process` with every connection on one thread: a `mio` poll loop, one command in
+/// flight per connection. Returns (seconds, first-command latencies, second-command latencies).
+fn event_loop_phase(o: &Opts, work: Work) -> Result<(f64, Lat, Lat), String> {
+    use mio::{Events, Interest, Poll, Token};
+    let conns_n = match work {
+        Work::Push { .. } => o.connections,
+        Work::Process => o.consumers,
+    };
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut conns = Vec::with_capacity(conns_n);
+    for i in 0..conns_n {
+        let c = Conn::open(&o.url)?;
+        c.stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut stream = mio::net::TcpStream::from_std(c.stream);
+        poll.registry()
+            .register(&mut stream, Token(i), Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        conns.push(LoopConn {
+            stream,
+            rbuf: c.buf,
+            out: Vec::new(),
+            sent_at: Instant::now(),
+            fetching: false,
+            done: false,
+        });
+    }
+    let (mut first, mut second) = (Lat::default(), Lat::default());
+    let mut issued = 0usize;
+    let finished = std::cell::Cell::new(0usize);
+    let jobs = o.jobs;
+    let start = Instant::now();
+    let mut end = None;
+    // The next command of connection `c`, or None when it has nothing left to do.
+    let mut next = |c: &mut LoopConn, reply: Option<Frame>| -> Result<Option<Vec<u8>>, String> {
+        match (work, reply) {
+            (Work::Push { batch }, reply) => {
+                if let Some(r) = reply {
+                    match r {
+                        Frame::Simple(_) => {}
+                        Frame::Bulk(Some(b)) if b == b"{}" => {}
+                        other => return Err(format!("push failed: {other:?}")),
+                    }
+                    first.record(c.sent_at);
+                }
+                if issued >= jobs {
+                    return Ok(None);
+                }
+                let last = (issued + batch).min(jobs);
+                let line = if batch == 1 {
+                    format!("PUSH {}\r\n", job_json(issued))
+                } else {
+                    let list: Vec<String> = (issued..last).map(job_json).collect();
+                    format!("PUSHB [{}]\r\n", list.join(","))
+                };
+                issued = last;
+                Ok(Some(line.into_bytes()))
+            }
+            (Work::Process, None) => {
+                c.fetching = true;
+                Ok(Some(b"FETCH bench\r\n".to_vec()))
+            }
+            (Work::Process, Some(r)) if c.fetching => match r {
+                Frame::Bulk(Some(body)) => {
+                    first.record(c.sent_at);
+                    let jid = jid_of(&body).ok_or("a fetched job without a jid")?;
+                    let n = issued as f64;
+                    issued += 1;
+                    let fails = (n * o.fail_ratio).floor() < ((n + 1.0) * o.fail_ratio).floor();
+                    c.fetching = false;
+                    Ok(Some(
+                        if fails {
+                            format!("FAIL {{\"jid\":\"{jid}\",\"message\":\"bench\"}}\r\n")
+                        } else {
+                            format!("ACK {{\"jid\":\"{jid}\"}}\r\n")
+                        }
+                        .into_bytes(),
+                    ))
+                }
+                Frame::Bulk(None) if finished.get() >= jobs => Ok(None),
+                Frame::Bulk(None) => Ok(Some(b"FETCH bench\r\n".to_vec())),
+                other => Err(format!("fetch failed: {other:?}")),
+            },
+            (Work::Process, Some(r)) => {
+                match r {
+                    Frame::Simple(s) if s == "OK" => {}
+                    other => return Err(format!("ACK/FAIL failed: {other:?}")),
+                }
+                second.record(c.sent_at);
+                finished.set(finished.get() + 1);
+                if finished.get() >= jobs {
+                    return Ok(None);
+                }
+                c.fetching = true;
+                Ok(Some(b"FETCH bench\r\n".to_vec()))
+            }
+        }
+    };
+    let send = |c: &mut LoopConn, line: Vec<u8>| -> Result<(), String> {
+        // One short command on an idle connection: the socket buffer takes it at once.
+        c.stream.write_all(&line).map_err(|e| e.to_string())?;
+        c.sent_at = Instant::now();
+        c.out = line;
+        Ok(())
+    };
+    for c in conns.iter_mut() {
+        match next(c, None)? {
+            Some(line) => send(c, line)?,
+            None => c.done = true,
+        }
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut active = conns.iter().filter(|c| !c.done).count();
+    while active > 0 {
+        poll.poll(&mut events, Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            return Err("no reply for 30 s".into());
+        }
+        for ev in events.iter() {
+            let Some(c) = conns.get_mut(ev.token().0) else {
+                continue;
+            };
+            let mut chunk = [0u8; 16384];
+            loop {
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => return Err("server closed a connection".into()),
+                    Ok(n) => c.rbuf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            while !c.done {
+                let Some((frame, used)) = decode(&c.rbuf).map_err(|e| e.to_string())? else {
+                    break;
+                };
+                c.rbuf.drain(..used);
+                match next(c, Some(frame))? {
+                    Some(line) => send(c, line)?,
+                    None => {
+                        c.done = true;
+                        active -= 1;
+                    }
+                }
+            }
+            if end.is_none() && matches!(work, Work::Process) && finished.get() >= jobs {
+                end = Some(start.elapsed());
+            }
+        }
+    }
+    let secs = end.unwrap_or_else(|| start.elapsed()).as_secs_f64();
+    Ok((secs, first, second))
+}
+
+/// The jid of a fetched job, found in its canonical JSON without parsing it all.
+fn jid_of(body: &[u8]) -> Option<&str> {
+    let key = b"\"jid\":\"";
+    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+    let len = body[at..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&body[at..at + len]).ok()
+}
+
 /// CPU seconds this process used (user + system), from /proc/self/stat.
 fn own_cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -348,7 +538,12 @@ fn run(o: &Opts) -> Result<(), String> {
     match o.mode.as_str() {
         "idle" => idle_mode(o)?,
         "push" => {
-            let (secs, lat) = push_phase(o, o.connections, o.jobs, o.batch)?;
+            let (secs, lat) = if o.event_loop {
+                let (secs, lat, _) = event_loop_phase(o, Work::Push { batch: o.batch })?;
+                (secs, lat)
+            } else {
+                push_phase(o, o.connections, o.jobs, o.batch)?
+            };
             println!(
                 "push: {} jobs, {} connections, batch {}: {:.0} jobs/s; per command {}",
                 o.jobs,
@@ -360,7 +555,11 @@ fn run(o: &Opts) -> Result<(), String> {
         }
         "process" => {
             push_phase(o, o.connections, o.jobs, 1000)?;
-            let (secs, fetch, ack) = process_phase(o, o.jobs)?;
+            let (secs, fetch, ack) = if o.event_loop {
+                event_loop_phase(o, Work::Process)?
+            } else {
+                process_phase(o, o.jobs)?
+            };
             println!(
                 "process: {} jobs, {} consumers, fail ratio {}: {:.0} jobs/s (FETCH + ACK/FAIL)",
                 o.jobs,
