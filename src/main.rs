@@ -70,7 +70,8 @@ fn main() -> ExitCode {
     match server.web_addr() {
         Some(addr) => {
             log::info!(
-                "web UI on http://{addr} (basic auth {})",
+                "web UI on {}://{addr} (basic auth {})",
+                if server.tls_on() { "https" } else { "http" },
                 if config.web_ui_password().is_some() {
                     "required"
                 } else {

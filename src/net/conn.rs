@@ -58,6 +58,9 @@ pub(super) enum ReadOutcome {
 #[derive(Debug)]
 pub(super) struct Conn {
     pub stream: TcpStream,
+    /// TLS session when the server has a certificate: the socket carries ciphertext, `rbuf` and
+    /// `wbuf` plaintext (see [`Conn::read_some`] and [`Conn::flush`]).
+    pub tls: Option<Box<rustls::ServerConnection>>,
     pub id: ConnId,
     pub phase: Phase,
     pub rbuf: Vec<u8>,
@@ -97,6 +100,7 @@ impl Conn {
             stream,
             id,
             phase,
+            tls: None,
             rbuf: Vec::new(),
             reader: LineReader::new(line_bytes_max),
             wbuf: Vec::new(),
@@ -124,6 +128,9 @@ impl Conn {
     /// Reads once into the read buffer, through `scratch` (the server's one zeroed buffer of
     /// `READ_CHUNK` bytes): only the bytes received are copied, nothing is zero-filled per read.
     pub fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
+        if self.tls.is_some() {
+            return self.read_tls();
+        }
         let result = loop {
             match self.stream.read(scratch) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -141,9 +148,64 @@ impl Conn {
         }
     }
 
+    /// [`Conn::read_some`] over TLS: ciphertext from the socket into rustls, the handshake's
+    /// answers back out at once, and the plaintext into `rbuf`. A TLS error sends rustls's alert
+    /// and fails the connection (it is then closed).
+    fn read_tls(&mut self) -> io::Result<ReadOutcome> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(ReadOutcome::WouldBlock);
+        };
+        let n = loop {
+            match tls.read_tls(&mut self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadOutcome::WouldBlock)
+                }
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            return Ok(ReadOutcome::Eof);
+        }
+        let state = match tls.process_new_packets() {
+            Ok(state) => state,
+            Err(e) => {
+                // Tell the peer why (best effort), then fail.
+                let _ = self.push_tls();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        };
+        let plain = state.plaintext_bytes_to_read();
+        if plain > 0 {
+            let start = self.rbuf.len();
+            self.rbuf.resize(start + plain, 0);
+            tls.reader().read_exact(&mut self.rbuf[start..])?;
+        }
+        self.push_tls()?;
+        Ok(ReadOutcome::Data)
+    }
+
+    /// Writes what rustls has to send (handshake, alerts, encrypted output) until it is all
+    /// out or the socket is full.
+    fn push_tls(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// True when every byte produced has been written.
     pub fn drained(&self) -> bool {
-        self.wpos == self.wbuf.len()
+        self.wpos == self.wbuf.len() && self.tls.as_ref().is_none_or(|t| !t.wants_write())
     }
 
     /// Marks output up to `offset` as writable.
@@ -180,7 +242,21 @@ impl Conn {
 
     /// Writes released output until it is all written or the socket is full.
     pub fn flush(&mut self) -> io::Result<()> {
-        while self.wpos < self.released {
+        if let Some(tls) = self.tls.as_mut() {
+            // Released plaintext goes into rustls (bounded by its buffer limit), its
+            // ciphertext onto the socket; what rustls does not take waits in `wbuf`.
+            while self.wpos < self.released {
+                match tls.writer().write(&self.wbuf[self.wpos..self.released]) {
+                    Ok(0) => break,
+                    Ok(n) => self.wpos += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.push_tls()?;
+        }
+        // Plaintext onto the socket only without TLS.
+        while self.tls.is_none() && self.wpos < self.released {
             match self.stream.write(&self.wbuf[self.wpos..self.released]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,

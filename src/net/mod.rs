@@ -22,6 +22,7 @@
 pub mod backoff;
 mod conn;
 mod limits;
+pub mod tls;
 
 use crate::auth::Challenge;
 use crate::clock::{Clock, Now, SystemClock};
@@ -132,6 +133,8 @@ pub struct Server {
     turns: TurnWatch,
     /// Indices of connections with held output (see [`Server::release_durable`]).
     holding: Vec<usize>,
+    /// TLS on both ports when the config directory holds a certificate and key.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections that used their read budget with more to read: driven again next turn.
     deferred: Vec<usize>,
     /// The listener used its accept budget with more connections maybe waiting.
@@ -161,6 +164,7 @@ struct TurnWatch {
 impl Server {
     /// Binds the protocol listener and builds the core.
     pub fn bind(config: Config) -> io::Result<Server> {
+        let tls = tls::load(&config.config_dir).map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.bind)?;
         limits::widen_backlog(&listener);
@@ -246,6 +250,7 @@ impl Server {
             scratch: vec![0; conn::READ_CHUNK],
             turns: TurnWatch::default(),
             holding: Vec::new(),
+            tls,
             deferred: Vec::new(),
             accept_more: false,
             web_listener,
@@ -603,6 +608,7 @@ impl Server {
         }
         let mut conn = Conn::new(stream, id, Phase::Http { deadline, refuse }, 0);
         conn.peer = Some(peer.ip());
+        self.start_tls(&mut conn);
         self.web_conns += 1;
         self.conns[idx] = Some(conn);
         self.drive(idx, now);
@@ -633,9 +639,30 @@ impl Server {
             self.config.hello_bytes_max.min(self.config.line_bytes_max),
         );
         conn.peer = Some(peer.ip());
+        self.start_tls(&mut conn);
         Reply::Simple(format!("HI {hi}")).encode(&mut conn.wbuf);
         self.conns[idx] = Some(conn);
         self.drive(idx, now);
+    }
+
+    /// Gives a new connection its TLS session when TLS is on; a connection that cannot get one
+    /// is closed, never served in plain text.
+    fn start_tls(&self, conn: &mut Conn) {
+        let Some(config) = self.tls.as_ref() else {
+            return;
+        };
+        match tls::session(config) {
+            Ok(session) => conn.tls = Some(Box::new(session)),
+            Err(e) => {
+                log::error!("{:?}: no TLS session: {e}; closing", conn.id);
+                conn.broken = true;
+            }
+        }
+    }
+
+    /// True when both ports speak TLS.
+    pub fn tls_on(&self) -> bool {
+        self.tls.is_some()
     }
 
     fn index_of(&self, id: ConnId) -> Option<usize> {

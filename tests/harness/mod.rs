@@ -102,7 +102,11 @@ impl Werk {
                     if let Some(t) = web_tx.take() {
                         let _ = t.send(None);
                     }
-                } else if let Some(rest) = line.split("web UI on http://").nth(1) {
+                } else if let Some(rest) = line
+                    .split("web UI on http://")
+                    .nth(1)
+                    .or_else(|| line.split("web UI on https://").nth(1))
+                {
                     let addr = rest.split_whitespace().next().unwrap_or_default().parse();
                     if let Some(t) = web_tx.take() {
                         let _ = t.send(addr.ok());
