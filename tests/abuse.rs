@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use werk::resp::{decode, Frame};
+use werk::resp::Frame;
 
 /// Worst round-trip allowed to the well-behaved client during a flood (debug build, 2 shared
 /// cores): generous, so that only a real stall of the loop fails it.
@@ -138,8 +138,7 @@ fn report(what: &str, probe: ProbeReport, rss_before: u64, rss_after: u64) {
 // ---------------------------------------------------------------------------------------------
 
 struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    raw: Raw,
 }
 
 impl Client {
@@ -149,38 +148,21 @@ impl Client {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         Client {
-            stream,
-            buf: Vec::new(),
+            raw: Raw::from_stream(stream),
         }
     }
 
     /// Reads one reply; `None` at EOF or reset.
     fn reply(&mut self) -> Option<Frame> {
-        loop {
-            if let Some((frame, used)) = decode(&self.buf).expect("valid RESP") {
-                self.buf.drain(..used);
-                return Some(frame);
-            }
-            let mut chunk = [0u8; 16384];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
+        self.raw.reply()
     }
 
     fn send(&mut self, line: &str) {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
+        self.raw.send(line);
     }
 
     fn cmd(&mut self, line: &str) -> Frame {
-        self.send(line);
-        self.reply().expect("connection closed")
+        self.raw.cmd(line)
     }
 
     /// Reads HI and sends HELLO (with `fields`, a JSON object, plus the password hash when

@@ -183,29 +183,11 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Decodes standard base64 (padding optional); panics on other characters.
+/// Decodes standard base64 (padding optional), with the server's own decoder; panics on other
+/// characters.
 #[track_caller]
 pub fn base64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in text.bytes().filter(|&b| b != b'=') {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {b}"),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
+    werk::web::http::base64_decode(text).unwrap_or_else(|| panic!("not base64: {text}"))
 }
 
 /// The key of the row for `jid` in a set's page (rows carry `data-jid`).

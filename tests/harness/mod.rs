@@ -257,6 +257,14 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Wraps a connected stream without reading anything (the caller reads HI).
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connects and reads the HI line.
     pub fn connect(addr: SocketAddr) -> (Raw, String) {
         let stream = TcpStream::connect(addr).expect("connect");
