@@ -272,15 +272,17 @@ fn read_journal(
     let cut = match stop {
         None => return Ok((count, size)),
         Some(DecodeError::Torn { offset })
-            if frame_after(&file, offset as u64).map_err(io_err)? =>
+            if size > 0 && (!last || frame_after(&file, offset as u64).map_err(io_err)?) =>
         {
-            // A torn write leaves only a prefix of its record; whole records after the "torn"
-            // one mean its length field is damaged.
+            // A torn write leaves only a prefix of the last record of the newest journal that
+            // holds records. Whole records after the "torn" one, or a later journal with
+            // records (written only after this one's last batch was synced), mean its length
+            // field is damaged.
             return Err(RecoverError::Corrupt(
                 path.to_path_buf(),
                 format!(
                     "corrupt record at byte {offset}: its length runs past the end of the \
-                     file, yet whole records follow; werk will not start on a damaged journal \
+                     file, yet records follow; werk will not start on a damaged journal \
                      (`werk journal check DIR` shows what is readable)"
                 ),
             ));
@@ -543,7 +545,7 @@ mod tests {
             e.contains(&format!("corrupt record at byte {second}")),
             "{e}"
         );
-        assert!(e.contains("whole records follow"), "{e}");
+        assert!(e.contains("yet records follow"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
         // The same damage in the last record is a torn tail.
         let mut bytes = std::fs::read(&p).unwrap();
@@ -575,6 +577,15 @@ mod tests {
             e.contains("werk will not start on a damaged journal"),
             "{e}"
         );
+        // A partial last record there is damage too (crash test seed 1795909034449066582: a
+        // flipped length bit in the last record of an older generation was cut as torn).
+        let whole = std::fs::read(&p).unwrap();
+        let torn = whole[..whole.len() - 16 - 3].to_vec();
+        std::fs::write(&p, &torn).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("yet records follow"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), torn, "nothing cut");
+        std::fs::write(&p, &whole).unwrap();
         // With nothing in the newer journal yet, the older one's tail is a torn write (the
         // switch happened while its last batch was being synced).
         journal(&d, 2, &[]);
