@@ -298,7 +298,10 @@ fn connection_and_socket_limits_at_n_and_n_plus_one() {
         Some(err("overloaded: too many connections open, the limit is 3"))
     );
     assert!(over.closed());
-    assert!(w.logged("3 protocol connections open (--sockets-max): refusing new ones"));
+    // The log is read on another thread: wait for the line rather than race it.
+    assert!(wait_until(Duration::from_secs(5), || w.logged(
+        "3 protocol connections open (--sockets-max): refusing new ones"
+    )));
     // When one closes, a new one is served again.
     drop(_pending);
     assert!(
@@ -569,7 +572,9 @@ fn five_thousand_sockets_that_never_say_hello() {
         "the cap is 3000 sockets, the probe holds one"
     );
     assert_eq!(refused, SOCKETS - 2999);
-    assert!(w.logged("3000 protocol connections open (--sockets-max): refusing new ones"));
+    assert!(wait_until(Duration::from_secs(5), || w.logged(
+        "3000 protocol connections open (--sockets-max): refusing new ones"
+    )));
     drop(sockets);
     assert!(wait_until(Duration::from_secs(10), || w.logged(&format!(
         "accepting connections again; {refused} refused while 3000 were open"
