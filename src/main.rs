@@ -67,6 +67,18 @@ fn main() -> ExitCode {
             "off"
         }
     );
+    let (cert, key) = (werk::net::tls::CERT_FILE, werk::net::tls::KEY_FILE);
+    if server.tls_on() {
+        log::info!(
+            "TLS on: both ports speak TLS 1.2 and 1.3 only, with {cert} and {key} from {}",
+            config.config_dir.display()
+        );
+    } else {
+        log::info!(
+            "TLS off (no {cert} and {key} in {})",
+            config.config_dir.display()
+        );
+    }
     match server.web_addr() {
         Some(addr) => {
             log::info!(

@@ -61,6 +61,8 @@ pub(super) struct Conn {
     /// TLS session when the server has a certificate: the socket carries ciphertext, `rbuf` and
     /// `wbuf` plaintext (see [`Conn::read_some`] and [`Conn::flush`]).
     pub tls: Option<Box<rustls::ServerConnection>>,
+    /// The TLS session failed or sent `close_notify`: no more plaintext goes into it.
+    tls_done: bool,
     pub id: ConnId,
     pub phase: Phase,
     pub rbuf: Vec<u8>,
@@ -101,6 +103,7 @@ impl Conn {
             id,
             phase,
             tls: None,
+            tls_done: false,
             rbuf: Vec::new(),
             reader: LineReader::new(line_bytes_max),
             wbuf: Vec::new(),
@@ -148,50 +151,75 @@ impl Conn {
         }
     }
 
-    /// [`Conn::read_some`] over TLS: ciphertext from the socket into rustls, the handshake's
-    /// answers back out at once, and the plaintext into `rbuf`. A TLS error sends rustls's alert
-    /// and fails the connection (it is then closed).
+    /// [`Conn::read_some`] over TLS: reads ciphertext once, processes it (handshake messages
+    /// included), and moves the plaintext it yields into `rbuf`. `Data` also covers "handshake
+    /// progress, no plaintext yet": the caller reads again. A TLS error fails the read; rustls
+    /// has queued an alert, which the next flush sends before the connection closes.
     fn read_tls(&mut self) -> io::Result<ReadOutcome> {
-        let Some(tls) = self.tls.as_mut() else {
+        let Some(tls) = self.tls.as_deref_mut() else {
             return Ok(ReadOutcome::WouldBlock);
         };
-        let n = loop {
+        let read = loop {
             match tls.read_tls(&mut self.stream) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(ReadOutcome::WouldBlock)
-                }
-                other => break other?,
+                other => break other,
             }
         };
-        if n == 0 {
-            return Ok(ReadOutcome::Eof);
+        match read {
+            Ok(0) => return Ok(ReadOutcome::Eof),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::WouldBlock),
+            Err(e) => return Err(e),
         }
         let state = match tls.process_new_packets() {
             Ok(state) => state,
             Err(e) => {
-                // Tell the peer why (best effort), then fail.
-                let _ = self.push_tls();
+                log::debug!("{:?}: TLS: {e}; closing", self.id);
+                self.tls_done = true;
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
         };
+        if state.peer_has_closed() && state.plaintext_bytes_to_read() == 0 {
+            // The peer's close_notify: its side is closed.
+            return Ok(ReadOutcome::Eof);
+        }
         let plain = state.plaintext_bytes_to_read();
         if plain > 0 {
             let start = self.rbuf.len();
             self.rbuf.resize(start + plain, 0);
-            tls.reader().read_exact(&mut self.rbuf[start..])?;
+            let into = self.rbuf.get_mut(start..).unwrap_or_default();
+            tls.reader().read_exact(into)?;
         }
-        self.push_tls()?;
         Ok(ReadOutcome::Data)
     }
 
-    /// Writes what rustls has to send (handshake, alerts, encrypted output) until it is all
-    /// out or the socket is full.
-    fn push_tls(&mut self) -> io::Result<()> {
-        let Some(tls) = self.tls.as_mut() else {
+    /// The TLS half of [`Conn::flush`]: released plaintext into the session, ciphertext out,
+    /// repeated until all of it is out or the socket is full. rustls takes at most its buffer
+    /// limit (64 KiB) per call, so a single pass would strand the rest of a large output with
+    /// no writable event to come back for it. A connection that is closing and has handed over
+    /// all its output says `close_notify`, so the client can tell a whole response from a cut
+    /// one.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
             return Ok(());
         };
-        while tls.wants_write() {
+        loop {
+            if self.wpos < self.released && !self.tls_done {
+                let out = self.wbuf.get(self.wpos..self.released).unwrap_or_default();
+                self.wpos += tls.writer().write(out)?;
+            }
+            if self.closing && !self.tls_done && self.wpos == self.wbuf.len() {
+                tls.send_close_notify();
+                self.tls_done = true;
+            }
+            if !tls.wants_write() {
+                if self.tls_done {
+                    // The session failed or said goodbye: nothing more will be sent.
+                    self.wpos = self.wbuf.len();
+                    self.released = self.wbuf.len();
+                }
+                return Ok(());
+            }
             match tls.write_tls(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
@@ -200,7 +228,6 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
 
     /// True when every byte produced has been written.
@@ -242,18 +269,8 @@ impl Conn {
 
     /// Writes released output until it is all written or the socket is full.
     pub fn flush(&mut self) -> io::Result<()> {
-        if let Some(tls) = self.tls.as_mut() {
-            // Released plaintext goes into rustls (bounded by its buffer limit), its
-            // ciphertext onto the socket; what rustls does not take waits in `wbuf`.
-            while self.wpos < self.released {
-                match tls.writer().write(&self.wbuf[self.wpos..self.released]) {
-                    Ok(0) => break,
-                    Ok(n) => self.wpos += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.push_tls()?;
+        if self.tls.is_some() {
+            self.flush_tls()?;
         }
         // Plaintext onto the socket only without TLS.
         while self.tls.is_none() && self.wpos < self.released {
