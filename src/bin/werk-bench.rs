@@ -12,6 +12,12 @@
 //!   `--jobs` PUSH + FETCH + ACK. Deterministic (a manual clock), so an instruction count of it
 //!   (`benches/guard.sh`, under callgrind) is a cheap regression guard.
 //!
+//! - `connect`: opens `--connections` connections one after the other to HELLO's `+OK` and
+//!   prints the setup latency (with `tcp+tls://`, that includes the TLS handshake).
+//!
+//! `--url tcp+tls://...` speaks TLS (rustls), trusting the CA certificates in `--ca CA.pem`; the
+//! URL's host is the name checked against the certificate. (`--event-loop` is plain TCP only.)
+//!
 //! `--fail-ratio F` makes consumers FAIL that fraction of the jobs instead of ACKing them.
 //! `--event-loop` runs the connections of `push` and `process` on one thread with a `mio` poll
 //! loop (as `redis-benchmark` does) instead of a thread each: on a small machine shared with the
@@ -22,10 +28,12 @@
 //! with `--pid`, the server's resident memory. It talks only to the address it is given and
 //! stops by itself.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use werk::resp::{decode, Frame};
 
@@ -43,9 +51,61 @@ struct Opts {
 }
 
 const USAGE: &str =
-    "usage: werk-bench [--url tcp://[:PASSWORD@]HOST:PORT] [--mode push|process|mixed|idle|core] \
-[--connections N] [--consumers N] [--jobs N] [--batch B] [--fail-ratio F] [--hold-secs S] \
+    "usage: werk-bench [--url tcp[+tls]://[:PASSWORD@]HOST:PORT] [--ca CA.pem] \
+[--mode push|process|mixed|idle|connect|core] [--connections N] [--consumers N] [--jobs N] [--batch B] [--fail-ratio F] [--hold-secs S] \
 [--event-loop] [--pid SERVER_PID]";
+
+/// The client TLS config for `tcp+tls://` URLs: trusts the certificates in `--ca`.
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+fn tls_config(ca_path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca_path).map_err(|e| format!("--ca {ca_path}: {e}"))?
+    {
+        roots
+            .add(cert.map_err(|e| format!("--ca {ca_path}: {e}"))?)
+            .map_err(|e| format!("--ca {ca_path}: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A plain or TLS socket.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
 
 fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
@@ -78,6 +138,9 @@ fn parse_opts() -> Result<Opts, String> {
         };
         match flag.as_str() {
             "--url" => o.url = value,
+            "--ca" => {
+                let _ = TLS.set(tls_config(&value)?);
+            }
             "--mode" => o.mode = value,
             "--connections" => o.connections = num(&value)?.max(1),
             "--consumers" => o.consumers = num(&value)?.max(1),
@@ -97,10 +160,10 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if !matches!(
         o.mode.as_str(),
-        "push" | "process" | "mixed" | "idle" | "core"
+        "push" | "process" | "mixed" | "idle" | "connect" | "core"
     ) {
         return Err(format!(
-            "--mode must be push, process, mixed, idle or core\n{USAGE}"
+            "--mode must be push, process, mixed, idle, connect or core\n{USAGE}"
         ));
     }
     Ok(o)
@@ -108,15 +171,17 @@ fn parse_opts() -> Result<Opts, String> {
 
 /// A blocking protocol connection.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
 }
 
 impl Conn {
     fn open(url: &str) -> Result<Conn, String> {
-        let rest = url
-            .strip_prefix("tcp://")
-            .ok_or("only tcp:// URLs are supported")?;
+        let (tls, rest) = match (url.strip_prefix("tcp://"), url.strip_prefix("tcp+tls://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err("only tcp:// and tcp+tls:// URLs are supported".into()),
+        };
         let (password, addr) = match rest.rsplit_once('@') {
             Some((user, addr)) => (user.split_once(':').map(|(_, p)| p.to_owned()), addr),
             None => (None, rest),
@@ -126,6 +191,19 @@ impl Conn {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
+        let stream = if tls {
+            let config = TLS
+                .get()
+                .ok_or("tcp+tls:// needs --ca CA.pem (the CA to trust)")?;
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+            let session =
+                rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+        } else {
+            Stream::Plain(stream)
+        };
         let mut c = Conn {
             stream,
             buf: Vec::with_capacity(1 << 16),
@@ -344,8 +422,11 @@ fn event_loop_phase(o: &Opts, work: Work) -> Result<(f64, Lat, Lat), String> {
     let mut conns = Vec::with_capacity(conns_n);
     for i in 0..conns_n {
         let c = Conn::open(&o.url)?;
-        c.stream.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let mut stream = mio::net::TcpStream::from_std(c.stream);
+        let Stream::Plain(plain) = c.stream else {
+            return Err("--event-loop speaks plain TCP only; drop it for tcp+tls://".into());
+        };
+        plain.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut stream = mio::net::TcpStream::from_std(plain);
         poll.registry()
             .register(&mut stream, Token(i), Interest::READABLE)
             .map_err(|e| e.to_string())?;
@@ -537,6 +618,7 @@ fn run(o: &Opts) -> Result<(), String> {
     let wall = Instant::now();
     match o.mode.as_str() {
         "idle" => idle_mode(o)?,
+        "connect" => connect_mode(o)?,
         "push" => {
             let (secs, lat) = if o.event_loop {
                 let (secs, lat, _) = event_loop_phase(o, Work::Push { batch: o.batch })?;
@@ -605,6 +687,25 @@ fn run(o: &Opts) -> Result<(), String> {
             None => println!("server rss: unknown (no /proc/{pid}/status)"),
         }
     }
+    Ok(())
+}
+
+/// `--mode connect`: opens `--connections` connections one after the other, each to HELLO's
+/// `+OK` (TCP connect, TLS handshake when `tcp+tls://`, HI, HELLO), and closes each with END.
+fn connect_mode(o: &Opts) -> Result<(), String> {
+    let mut lat = Lat::default();
+    let start = Instant::now();
+    for _ in 0..o.connections {
+        let mut c = lat.time(|| Conn::open(&o.url))?;
+        c.stream.write_all(b"END\r\n").map_err(|e| e.to_string())?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "connect: {} connections in {secs:.2} s, {:.0}/s; connect to HELLO +OK: {}",
+        o.connections,
+        o.connections as f64 / secs,
+        lat.summary()
+    );
     Ok(())
 }
 
