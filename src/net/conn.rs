@@ -14,6 +14,11 @@
 //! The read buffer holds at most one partial line plus one read chunk beyond the lines being
 //! processed; the write buffer is bounded by the server, which stops reading from a connection
 //! whose pending output is over `write_buffer_max` until the client drains it.
+//!
+//! TLS (when the server has a certificate): `tls` holds the connection's rustls session, between
+//! the socket and the buffers both ways; `rbuf` and `wbuf` hold plaintext, so nothing above this
+//! file knows whether a connection is encrypted. Handshake messages go out on the flush that ends
+//! every `drive` and on writable events (every socket is registered for both from accept).
 
 use crate::auth::Challenge;
 use crate::command::line::LineReader;
