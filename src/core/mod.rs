@@ -514,18 +514,19 @@ impl Core {
         let secs = job.reservation_secs();
         let expires_at = now.wall.add_secs(secs);
         let deadline = now.mono_ms + u64::try_from(secs).unwrap_or(0) * 1000;
+        // The jid is decoded from the packed job once, not once per use.
+        let jid: Box<str> = job.jid().into();
         let timer = self
             .timers
-            .insert(deadline, TimerEvent::ReservationExpired(job.jid().into()));
+            .insert(deadline, TimerEvent::ReservationExpired(jid.clone()));
         if self.config.recording {
             self.effects.records.push(Record::Reserve {
                 queue: job.queue().into(),
-                jid: job.jid().into(),
+                jid: jid.clone(),
                 wid: wid.clone(),
                 expires_at,
             });
         }
-        let jid = job.jid().into();
         let reservation = Reservation {
             job,
             wid,

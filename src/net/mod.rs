@@ -268,29 +268,35 @@ impl Server {
     /// Stops the loop gracefully on SIGTERM and SIGINT: the signal handler only writes a byte to
     /// a socket pair, whose read end the loop polls like any other socket.
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        let pipe = self.signal_pipe(
+            &[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT],
+            SIGNALS,
+        )?;
+        self.signals = Some(pipe);
+        Ok(())
+    }
+
+    /// A socket pair whose write end the handlers of `signals` write a byte to, and whose read
+    /// end is registered in the poll under `token`: signals arrive as readable events, and
+    /// nothing runs in signal context.
+    fn signal_pipe(&self, signals: &[i32], token: Token) -> io::Result<mio::net::UnixStream> {
         let (read, write) = std::os::unix::net::UnixStream::pair()?;
         read.set_nonblocking(true)?;
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        for &signal in signals {
             signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
         }
         let mut read = mio::net::UnixStream::from_std(read);
         self.poll
             .registry()
-            .register(&mut read, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(read);
-        Ok(())
+            .register(&mut read, token, Interest::READABLE)?;
+        Ok(read)
     }
 
     fn on_signal(&mut self) {
         let Some(pipe) = self.signals.as_mut() else {
             return;
         };
-        let mut buf = [0u8; 64];
-        while let Ok(n) = std::io::Read::read(pipe, &mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
+        drain_signal_pipe(pipe);
         if !self.stopping {
             log::info!("signal received: closing connections and exiting");
             self.stopping = true;
@@ -301,14 +307,8 @@ impl Server {
     /// Re-reads the config on SIGHUP, delivered like SIGTERM through a socket pair the loop
     /// polls (so nothing runs in signal context).
     pub fn reload_on_hup(&mut self) -> io::Result<()> {
-        let (read, write) = std::os::unix::net::UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)?;
-        let mut read = mio::net::UnixStream::from_std(read);
-        self.poll
-            .registry()
-            .register(&mut read, RELOAD, Interest::READABLE)?;
-        self.reload_signal = Some(read);
+        let pipe = self.signal_pipe(&[signal_hook::consts::SIGHUP], RELOAD)?;
+        self.reload_signal = Some(pipe);
         Ok(())
     }
 
@@ -320,12 +320,7 @@ impl Server {
         let Some(pipe) = self.reload_signal.as_mut() else {
             return;
         };
-        let mut buf = [0u8; 64];
-        while let Ok(n) = std::io::Read::read(pipe, &mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
+        drain_signal_pipe(pipe);
         log::info!(
             "SIGHUP: reading the config again from {}",
             self.config.config_dir.display()
@@ -1202,6 +1197,17 @@ fn exit_if_stuck(timeout_ms: u64) {
         });
     if let Err(e) = spawned {
         log::warn!("cannot start the shutdown watchdog: {e}");
+    }
+}
+
+/// Reads every byte the signal handlers wrote (one per delivery), so the next signal makes the
+/// pipe readable again.
+fn drain_signal_pipe(pipe: &mut mio::net::UnixStream) {
+    let mut buf = [0u8; 64];
+    while let Ok(n) = std::io::Read::read(pipe, &mut buf) {
+        if n == 0 {
+            break;
+        }
     }
 }
 
