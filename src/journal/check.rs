@@ -54,7 +54,16 @@ pub fn check(dir: &Path) -> Report {
         Ok(files) => {
             for (g, p) in files {
                 let size = std::fs::metadata(&p).map_or(0, |m| m.len());
-                let _ = writeln!(text, "  journal generation {g}: {size} bytes");
+                let data = super::files::data_end(&p).unwrap_or(size);
+                let _ = if data < size {
+                    writeln!(
+                        text,
+                        "  journal generation {g}: {size} bytes ({data} of data, then \
+                         preallocated zeros)"
+                    )
+                } else {
+                    writeln!(text, "  journal generation {g}: {size} bytes")
+                };
             }
         }
         Err(e) => {

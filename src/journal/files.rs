@@ -153,6 +153,15 @@ pub fn recover(
         .iter()
         .filter(|(g, _)| before.is_none_or(|b| *g < b))
         .collect();
+    // Journals are preallocated with zeros (see `journal::writer`): what counts is where their
+    // data ends, not their size.
+    let mut newest_with_data = None;
+    for (g, path) in live.iter().rev().filter(|(g, _)| *g >= base) {
+        if holds_records(path).map_err(io_at(path))? {
+            newest_with_data = Some(*g);
+            break;
+        }
+    }
     for (g, path) in &live {
         if *g < base {
             // Already in the snapshot: a compaction stopped before it removed this file.
@@ -174,11 +183,7 @@ pub fn recover(
         expect += 1;
         // A damaged tail can be a torn write only in the newest journal that holds records: a
         // later file gets its first batch only after this one's last batch was synced.
-        let last = live
-            .iter()
-            .rev()
-            .find(|(_, p)| std::fs::metadata(p).map_or(true, |m| m.len() > HEADER.len() as u64))
-            .is_none_or(|l| l.0 <= *g);
+        let last = newest_with_data.is_none_or(|newest| newest <= *g);
         let (records, bytes) = read_journal(path, mode, last, &mut found.notes, apply)?;
         found.journal_records += records;
         found.journals_bytes += bytes;
@@ -244,9 +249,10 @@ fn read_journal(
 ) -> Result<(u64, u64), RecoverError> {
     let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
     let file = File::open(path).map_err(io_err)?;
-    let size = file.metadata().map_err(io_err)?.len();
+    // The zeros the writer preallocated past the data are not part of the journal.
+    let size = data_end(path).map_err(io_err)?;
     let mut count = 0u64;
-    let stop = match ItemReader::open(io::BufReader::new(&file), HEADER) {
+    let stop = match ItemReader::open(io::BufReader::new((&file).take(size)), HEADER) {
         Ok(None) => Some(DecodeError::Torn { offset: 0 }),
         Ok(Some(mut reader)) => loop {
             let at = reader.offset();
@@ -271,8 +277,18 @@ fn read_journal(
     };
     let cut = match stop {
         None => return Ok((count, size)),
+        // Zeros up to the data's end, rounded to a sector: the end of what was written, with
+        // the preallocated space after it. A torn write in a preallocated file also ends here
+        // (the sectors that never reached the disk read as zeros).
+        Some(DecodeError::Torn { offset } | DecodeError::Corrupt { offset, .. })
+            if offset >= HEADER.len()
+                && zeros_from(&file, offset as u64, size).map_err(io_err)? =>
+        {
+            return Ok((count, offset as u64));
+        }
         Some(DecodeError::Torn { offset })
-            if size > 0 && (!last || frame_after(&file, offset as u64).map_err(io_err)?) =>
+            if size > 0
+                && (!last || frame_after(&file, offset as u64, size).map_err(io_err)?) =>
         {
             // A torn write leaves only a prefix of the last record of the newest journal that
             // holds records. Whole records after the "torn" one, or a later journal with
@@ -288,11 +304,6 @@ fn read_journal(
             ));
         }
         Some(DecodeError::Torn { offset }) => offset as u64,
-        Some(DecodeError::Corrupt { offset, .. })
-            if last && zeros_from(&file, offset as u64).map_err(io_err)? =>
-        {
-            offset as u64
-        }
         Some(e) => {
             return Err(RecoverError::Corrupt(
                 path.to_path_buf(),
@@ -327,24 +338,25 @@ fn read_journal(
     Ok((count, cut.max(HEADER.len() as u64)))
 }
 
-/// True when a whole, valid frame starts somewhere after `offset` in `file` (the bytes after a
+/// True when a whole, valid frame starts somewhere in `offset..end` of `file` (the bytes after a
 /// genuinely torn record are a prefix of that one record; a valid frame among them means the
-/// record's length field is damaged). Reads the rest of the file, which is short for a torn
-/// tail; for a damage in the middle, the start is refused anyway.
-fn frame_after(mut file: &File, offset: u64) -> io::Result<bool> {
+/// record's length field is damaged). Reads that range, which is short for a torn tail; for a
+/// damage in the middle, the start is refused anyway.
+fn frame_after(mut file: &File, offset: u64, end: u64) -> io::Result<bool> {
     file.seek(SeekFrom::Start(offset))?;
     let mut rest = Vec::new();
-    file.read_to_end(&mut rest)?;
+    file.take(end.saturating_sub(offset))
+        .read_to_end(&mut rest)?;
     Ok((1..rest.len()).any(|i| matches!(decode_item(&rest[i..]), Ok(Some(_)))))
 }
 
-/// True when every byte of `file` from `offset` on is zero (a tail the file system extended
-/// but never filled: a torn write, not damage).
-fn zeros_from(mut file: &File, offset: u64) -> io::Result<bool> {
+/// True when every byte of `file` in `offset..end` is zero.
+fn zeros_from(mut file: &File, offset: u64, end: u64) -> io::Result<bool> {
     file.seek(SeekFrom::Start(offset))?;
+    let mut rest = file.take(end.saturating_sub(offset));
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = rest.read(&mut buf)?;
         if n == 0 {
             return Ok(true);
         }
@@ -352,6 +364,51 @@ fn zeros_from(mut file: &File, offset: u64) -> io::Result<bool> {
             return Ok(false);
         }
     }
+}
+
+/// True when anything but zeros follows the header of the journal at `path` (a record, or a
+/// part of one).
+fn holds_records(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    let mut first = [0u8; 8];
+    let mut got = 0;
+    while got < first.len() {
+        match file.read_at(&mut first[got..], HEADER.len() as u64 + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(first[..got].iter().any(|&b| b != 0))
+}
+
+/// The sector a torn write is made of: a write that reached the disk only in part left whole
+/// sectors of the new bytes and whole sectors of what was there before (zeros, in a
+/// preallocated journal).
+const SECTOR: u64 = 512;
+
+/// Where the data of the journal at `path` ends: after its last non-zero byte, rounded up to a
+/// [`SECTOR`] (a record may itself end in zero bytes), at most its size. The writer preallocates
+/// journals with zeros so that an `fdatasync` never has to change the file's size; those zeros
+/// are free space, not records. Reads the file backwards from its end, so it costs the size of
+/// that zero tail (at most one preallocation step).
+pub fn data_end(path: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            let last = start + i as u64;
+            return Ok(((last / SECTOR + 1) * SECTOR).min(size));
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Creates (or empties) a journal file holding only the header, durably.
@@ -498,32 +555,65 @@ mod tests {
     }
 
     #[test]
-    fn torn_and_zero_filled_tails_are_cut_only_in_repair_mode() {
-        let d = dir("tails");
+    fn zeros_after_the_data_are_free_space_not_a_tail_to_cut() {
+        let d = dir("zeros");
         let p = journal(&d, 1, &[rec("a"), rec("b")]);
         let good = std::fs::metadata(&p).unwrap().len();
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.extend_from_slice(&[0; 4096]);
         std::fs::write(&p, &bytes).unwrap();
-        let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
-        assert_eq!(seen.len(), 2);
-        assert_eq!(found.journal_bytes, good);
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), good + 4096);
-        let (found, _) = run(&d, Mode::Repair).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), good);
-        assert!(
-            found.notes[0].contains(&format!(
-                "cut a torn tail at byte {good} (4096 bytes dropped)"
-            )),
-            "{:?}",
-            found.notes
-        );
-        // Non-zero garbage after the last record is damage, not a torn write.
+        assert_eq!(data_end(&p).unwrap(), 512, "rounded up to a sector");
+        for mode in [Mode::ReadOnly, Mode::Repair] {
+            let (found, seen) = run(&d, mode).unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(found.journal_bytes, good, "the writer goes on here");
+            assert!(found.notes.is_empty(), "{:?}", found.notes);
+            assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        }
+        // Non-zero garbage after the last record is damage, not free space.
         bytes.truncate(good as usize);
         bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7]);
         std::fs::write(&p, &bytes).unwrap();
         let e = run(&d, Mode::Repair).unwrap_err();
         assert!(e.contains("impossible length"), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn torn_tails_are_cut_only_in_repair_mode_appended_or_preallocated() {
+        let d = dir("tails");
+        let big = Record::RemoveQueue {
+            queue: "q".repeat(900).into(),
+        };
+        let p = journal(&d, 1, &[rec("a"), rec("b"), big]);
+        let whole = std::fs::read(&p).unwrap();
+        let at = journal(&d, 1, &[rec("a"), rec("b")]);
+        let start = std::fs::metadata(&at).unwrap().len() as usize;
+        // Appended: the file ends inside the last record. Preallocated: the record's sectors
+        // after the first never reached the disk and read as zeros, up to the zeros past it.
+        let appended = whole[..start + 300].to_vec();
+        let mut preallocated = whole[..512].to_vec();
+        preallocated.resize(whole.len() + 8192, 0);
+        for torn in [appended, preallocated] {
+            std::fs::write(&p, &torn).unwrap();
+            let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
+            assert_eq!(seen, vec![rec("a"), rec("b")]);
+            assert_eq!(std::fs::read(&p).unwrap(), torn, "read-only cuts nothing");
+            assert!(
+                found.notes[0].contains("cut a torn tail"),
+                "{:?}",
+                found.notes
+            );
+            let (found, seen) = run(&d, Mode::Repair).unwrap();
+            assert_eq!(seen, vec![rec("a"), rec("b")]);
+            assert_eq!(found.journal_bytes, start as u64);
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), start as u64, "cut");
+            assert!(
+                found.notes[0].contains(&format!("cut a torn tail at byte {start}")),
+                "{:?}",
+                found.notes
+            );
+        }
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -567,10 +657,17 @@ mod tests {
     fn damage_in_an_older_journal_is_refused_unless_the_newer_ones_are_empty() {
         let d = dir("older");
         let p = journal(&d, 1, &[rec("a")]);
-        let mut bytes = std::fs::read(&p).unwrap();
+        let records = std::fs::read(&p).unwrap();
+        let newer = journal(&d, 2, &[rec("b")]);
+        // Zeros after its records are its preallocated space: the older journal ends there.
+        let mut bytes = records.clone();
         bytes.extend_from_slice(&[0; 16]);
         std::fs::write(&p, &bytes).unwrap();
-        let newer = journal(&d, 2, &[rec("b")]);
+        let (_, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a"), rec("b")]);
+        // Anything else after them is damage.
+        bytes[records.len() + 15] = 1;
+        std::fs::write(&p, &bytes).unwrap();
         let e = run(&d, Mode::Repair).unwrap_err();
         assert!(e.contains("journal-0000000001.wrk"), "{e}");
         assert!(
@@ -579,18 +676,19 @@ mod tests {
         );
         // A partial last record there is damage too (crash test seed 1795909034449066582: a
         // flipped length bit in the last record of an older generation was cut as torn).
-        let whole = std::fs::read(&p).unwrap();
-        let torn = whole[..whole.len() - 16 - 3].to_vec();
+        let torn = records[..records.len() - 3].to_vec();
         std::fs::write(&p, &torn).unwrap();
         let e = run(&d, Mode::Repair).unwrap_err();
         assert!(e.contains("yet records follow"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), torn, "nothing cut");
-        std::fs::write(&p, &whole).unwrap();
-        // With nothing in the newer journal yet, the older one's tail is a torn write (the
-        // switch happened while its last batch was being synced).
-        journal(&d, 2, &[]);
+        // With nothing in the newer journal yet (or only its preallocated zeros), the older
+        // one's tail is a torn write (the switch happened while its last batch was being
+        // synced).
+        let mut empty = HEADER.to_vec();
+        empty.resize(4096, 0);
+        std::fs::write(&newer, &empty).unwrap();
         let (found, seen) = run(&d, Mode::Repair).unwrap();
-        assert_eq!(seen, vec![rec("a")]);
+        assert!(seen.is_empty());
         assert_eq!(found.generation, 2);
         assert!(
             found.notes[0].contains("cut a torn tail"),
