@@ -240,6 +240,28 @@ fn split_writes_and_eof_mid_line() {
 }
 
 #[test]
+fn commands_and_a_half_close_in_one_segment_are_answered_then_closed() {
+    // The server skips the read that would only say "nothing more" after a short read; the end
+    // of the stream must still be seen when it came with the data (one event for both).
+    let w = Werk::start();
+    for (i, end) in ["", "END\r\n"].into_iter().enumerate() {
+        let (mut raw, _) = Raw::connect(w.addr);
+        let jid = format!("halfclose{i}");
+        let bytes = format!("HELLO {{}}\r\nPUSH {}\r\nINFO\r\n{end}", job(&jid, "hc"));
+        raw.send_bytes(bytes.as_bytes());
+        raw.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        assert_eq!(raw.reply(), Some(ok()));
+        assert_eq!(raw.reply(), Some(ok()));
+        assert!(matches!(raw.reply(), Some(Frame::Bulk(Some(_)))));
+        assert_eq!(raw.reply(), None, "closed after the last reply");
+    }
+    let mut again = Raw::ready(w.addr, "{}");
+    assert_eq!(info(&mut again)["faktory"]["queues"]["hc"], 2);
+}
+
+#[test]
 fn beat_states_and_quiet_fetch() {
     let w = Werk::start();
     let mut raw = Raw::ready(

@@ -54,6 +54,8 @@ pub(super) enum Phase {
 pub(super) enum ReadOutcome {
     /// Bytes were appended to the read buffer.
     Data,
+    /// Bytes were appended, fewer than asked for: the socket held no more when it was read.
+    Drained,
     /// Nothing more to read now.
     WouldBlock,
     /// The peer closed its side.
@@ -77,6 +79,9 @@ pub(super) struct Conn {
     /// The socket may hold unread bytes (edge-triggered: set by a readable event, cleared by
     /// `WouldBlock`).
     pub maybe_readable: bool,
+    /// An event said the peer closed its side: read on to the end of the stream, even after a
+    /// short read (no further event will come).
+    pub read_closed: bool,
     pub eof: bool,
     /// Close once what is pending has been written (END, errors, expiry).
     pub closing: bool,
@@ -114,6 +119,7 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             maybe_readable: true,
+            read_closed: false,
             eof: false,
             closing: false,
             broken: false,
@@ -149,7 +155,11 @@ impl Conn {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
                 self.rbuf.extend_from_slice(&scratch[..n]);
-                Ok(ReadOutcome::Data)
+                Ok(if n < scratch.len() {
+                    ReadOutcome::Drained
+                } else {
+                    ReadOutcome::Data
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
             Err(e) => Err(e),

@@ -403,6 +403,7 @@ impl Server {
                     Token(idx) => {
                         if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
                             c.maybe_readable |= event.is_readable() || event.is_read_closed();
+                            c.read_closed |= event.is_read_closed();
                             // A deferred connection is driven once, after the events.
                             if !c.deferred {
                                 self.drive(idx, now);
@@ -712,6 +713,16 @@ impl Server {
             match conn.read_some(&mut self.scratch) {
                 Ok(ReadOutcome::Data) => {
                     budget = budget.saturating_sub(conn.rbuf.len().saturating_sub(before));
+                }
+                Ok(ReadOutcome::Drained) => {
+                    budget = budget.saturating_sub(conn.rbuf.len().saturating_sub(before));
+                    // The socket was empty after this read: data arriving later raises a new
+                    // edge-triggered event, so the read that would only say `WouldBlock` is
+                    // skipped (one syscall per request). Unless the peer closed: no event
+                    // would come for the end of the stream.
+                    if !conn.read_closed {
+                        conn.maybe_readable = false;
+                    }
                 }
                 Ok(ReadOutcome::WouldBlock) => conn.maybe_readable = false,
                 Ok(ReadOutcome::Eof) => conn.eof = true,
