@@ -92,6 +92,9 @@ pub struct Config {
     pub sync: SyncPolicy,
     /// Compact when the journal is over this many bytes and over the last snapshot's size.
     pub compact_bytes_min: u64,
+    /// With `--sync always`, the loop syncs itself while each recent sync took at most this
+    /// many microseconds; 0 keeps every sync on the sync thread.
+    pub sync_inline_us: u64,
     /// Longest a SIGTERM/SIGINT shutdown may take (final journal sync included) before werk
     /// gives up and exits with status 1.
     pub shutdown_timeout_ms: u64,
@@ -145,6 +148,7 @@ impl Default for Config {
             write_buffer_max: 1 << 20,
             sync: SyncPolicy::Always,
             compact_bytes_min: 64 << 20,
+            sync_inline_us: 1_000,
             shutdown_timeout_ms: 8_000,
             faults: Faults::default(),
             core: CoreConfig::default(),
@@ -208,6 +212,8 @@ pub enum Key {
     DeadMax,
     /// `--compact-bytes-min`, `[werk] compact_bytes_min`.
     CompactBytesMin,
+    /// `--sync-inline-us`, `[werk] sync_inline_us`.
+    SyncInlineUs,
     /// `--shutdown-timeout-ms`, `[werk] shutdown_timeout_ms`.
     ShutdownTimeoutMs,
     /// `--web-connections-max`, `[web] connections_max`.
@@ -380,6 +386,14 @@ pub const SETTINGS: &[Spec] = &[
         false,
     ),
     spec(
+        Key::SyncInlineUs,
+        "sync_inline_us",
+        Some("sync-inline-us"),
+        Some(("werk", "sync_inline_us")),
+        Kind::Number,
+        false,
+    ),
+    spec(
         Key::ShutdownTimeoutMs,
         "shutdown_timeout_ms",
         Some("shutdown-timeout-ms"),
@@ -475,6 +489,9 @@ Usage: werk [flags]
                         or none (no fsync: survives a werk crash, not power loss)
   --compact-bytes-min N compact when the journal passes N bytes and the last snapshot's
                         size (default 67108864, at least 4096)
+  --sync-inline-us N    with --sync always, sync on the event loop itself while each of
+                        the last 16 syncs took at most N microseconds (faster than the sync
+                        thread); 0 keeps every sync on the sync thread (default 1000)
   --shutdown-timeout-ms N  longest a TERM/INT shutdown may take before werk exits with
                         status 1 (default 8000, at least 100)
 
@@ -769,6 +786,7 @@ fn set(c: &mut Config, key: Key, value: &str) -> Result<(), String> {
         Key::ConnectionsMax => c.connections_max = parse_num(value, 1)?,
         Key::DeadMax => c.core.dead_max = parse_num(value, 0)?,
         Key::CompactBytesMin => c.compact_bytes_min = parse_num(value, 4096)? as u64,
+        Key::SyncInlineUs => c.sync_inline_us = parse_num(value, 0)? as u64,
         Key::ShutdownTimeoutMs => c.shutdown_timeout_ms = parse_num(value, 100)? as u64,
         Key::WebConnectionsMax => c.web_connections_max = parse_num(value, 1)?,
         Key::WebTimeoutMs => c.web_request_timeout_ms = parse_num(value, 100)? as u64,

@@ -67,23 +67,28 @@ fn assert_recovered(w: &Werk, pushed_ok: usize) {
 
 #[test]
 fn failed_fsync_turns_waiting_acknowledgements_into_errors_and_refuses_writes() {
-    let dir = temp_dir("fsyncfail");
-    let mut w = Werk::start_in(&dir, &[], &[("WERK_FAULTS", "sync-fail-after=20")]);
-    let mut raw = Raw::ready(w.addr, "{}");
-    let (pushed_ok, first) = push_until_refused(&mut raw, 10, 100);
-    assert_eq!(pushed_ok, 20, "one PUSH per batch: the 21st sync fails");
-    assert!(first.starts_with(NOT_DURABLE), "{first}");
-    assert!(first.contains("injected fsync failure"), "{first}");
-    assert_refusing(&mut raw, pushed_ok);
-    // The log is read on another thread: wait for the line rather than race it.
-    assert!(wait_until(Duration::from_secs(5), || w
-        .logged("refusing writes until werk is restarted")));
-    drop(raw);
-    w.kill9();
-    let w = Werk::start_in(&dir, &[], &[]);
-    assert_recovered(&w, pushed_ok);
-    drop(w);
-    std::fs::remove_dir_all(dir).unwrap();
+    // The 21st sync fails: on the sync thread (`--sync-inline-us 0`), or on the loop (the
+    // 17th and later syncs are inline once 16 took at most 100 s each).
+    for inline_us in ["0", "100000000"] {
+        let dir = temp_dir("fsyncfail");
+        let args = ["--sync-inline-us", inline_us];
+        let mut w = Werk::start_in(&dir, &args, &[("WERK_FAULTS", "sync-fail-after=20")]);
+        let mut raw = Raw::ready(w.addr, "{}");
+        let (pushed_ok, first) = push_until_refused(&mut raw, 10, 100);
+        assert_eq!(pushed_ok, 20, "one PUSH per batch: the 21st sync fails");
+        assert!(first.starts_with(NOT_DURABLE), "{first}");
+        assert!(first.contains("injected fsync failure"), "{first}");
+        assert_refusing(&mut raw, pushed_ok);
+        // The log is read on another thread: wait for the line rather than race it.
+        assert!(wait_until(Duration::from_secs(5), || w
+            .logged("refusing writes until werk is restarted")));
+        drop(raw);
+        w.kill9();
+        let w = Werk::start_in(&dir, &[], &[]);
+        assert_recovered(&w, pushed_ok);
+        drop(w);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 #[test]

@@ -168,6 +168,9 @@ fn errors_say_what_to_do() {
         5000
     );
     assert!(e(&["--compact-bytes-min", "100"], &[]).contains("at least 4096"));
+    assert_eq!(run(&[], &[]).sync_inline_us, 1_000);
+    assert_eq!(run(&["--sync-inline-us", "0"], &[]).sync_inline_us, 0);
+    assert!(e(&["--sync-inline-us", "-1"], &[]).contains("--sync-inline-us"));
     let faults = run(
         &[],
         &[("WERK_FAULTS", "write-fail-after=3,sync-fail-after=0")],

@@ -204,6 +204,7 @@ impl Server {
         let options = journal::writer::Options {
             sync: config.sync,
             compact_min_bytes: config.compact_bytes_min,
+            inline_sync_max_us: config.sync_inline_us,
             faults: config.faults,
         };
         let started = std::time::Instant::now();
