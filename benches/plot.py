@@ -9,6 +9,7 @@ import sys
 
 SERIES = [
     ("redis_lpush", "Redis LPUSH (ceiling)", "#888888"),
+    ("redis_aof_always", "Redis LPUSH, fsync always", "#bbbbbb"),
     ("none_push", "werk push, --sync none", "#1f77b4"),
     ("always_push", "werk push, --sync always", "#d62728"),
     ("none_process", "werk process, --sync none", "#2ca02c"),
