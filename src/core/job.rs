@@ -496,7 +496,10 @@ impl Job {
     fn build(input: &JobInput<'_>, now: Timestamp, check: Check) -> Result<NewJob, JobError> {
         let limits = check == Check::Pushed;
         let jid = input.jid.as_deref().unwrap_or_default();
-        if jid.len() < JID_MIN_BYTES {
+        // A NUL in a jid (sent as `\u0000`) is refused too: no client generates one, and
+        // journal records that end with a jid must not end in a long run of zero bytes, which
+        // recovery would take for space the writer preallocated (`journal::files::data_end`).
+        if jid.len() < JID_MIN_BYTES || (limits && jid.contains('\0')) {
             return Err(JobError::Jid);
         }
         let jobtype = input.jobtype.as_deref().unwrap_or_default();
@@ -898,6 +901,10 @@ mod tests {
             ),
             (
                 r#"{"jid":"1234567","jobtype":"T","args":[]}"#,
+                "jobs must have a reasonable jid parameter",
+            ),
+            (
+                r#"{"jid":"12345678\u0000","jobtype":"T","args":[]}"#,
                 "jobs must have a reasonable jid parameter",
             ),
             (
