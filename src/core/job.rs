@@ -499,7 +499,7 @@ impl Job {
         // A NUL in a jid (sent as `\u0000`) is refused too: no client generates one, and
         // journal records that end with a jid must not end in a long run of zero bytes, which
         // recovery would take for space the writer preallocated (`journal::files::data_end`).
-        if jid.len() < JID_MIN_BYTES || (limits && jid.contains('\0')) {
+        if jid.len() < JID_MIN_BYTES || (limits && jid.bytes().any(|b| b == 0)) {
             return Err(JobError::Jid);
         }
         let jobtype = input.jobtype.as_deref().unwrap_or_default();
