@@ -388,7 +388,7 @@ fn holds_records(path: &Path) -> io::Result<bool> {
 const SECTOR: u64 = 512;
 
 /// Where the data of the journal at `path` ends: after its last non-zero byte, rounded up to a
-/// [`SECTOR`] (a record may itself end in zero bytes), at most its size. The writer preallocates
+/// sector (`SECTOR`, 512 bytes) (a record may itself end in zero bytes), at most its size. The writer preallocates
 /// journals with zeros so that an `fdatasync` never has to change the file's size; those zeros
 /// are free space, not records. Reads the file backwards from its end, so it costs the size of
 /// that zero tail (at most one preallocation step).

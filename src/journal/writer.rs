@@ -2,10 +2,12 @@
 //! switch of journal files that compaction needs.
 //!
 //! The loop stages the records of one turn ([`Journal::stage`]); at the end of the turn
-//! [`Journal::kick`] writes everything staged as one batch and, with [`SyncPolicy::Always`], asks
-//! the sync thread to `fsync` it. The thread answers through a channel and wakes the loop with
-//! the `mio::Waker`; [`Journal::poll`] then advances the durable batch number. Records staged
-//! while a sync is in flight wait and go out together as the next batch (group commit).
+//! [`Journal::kick`] writes everything staged as one batch and, with [`SyncPolicy::Always`],
+//! syncs it: on the loop itself while the disk is fast (see `Journal::sync_inline`), otherwise
+//! on the sync thread, which answers through a channel and wakes the loop with the
+//! `mio::Waker`; [`Journal::poll`] then advances the durable batch number. Records staged while
+//! a sync is in flight wait and go out together as the next batch (group commit). With
+//! `always` the file keeps zeros preallocated past its data (see `Journal::next_zero_fill`).
 //! Replies are held by the loop until the batch that covers them is durable.
 //!
 //! With [`SyncPolicy::EverySec`] a batch counts as durable once written, and the sync thread is
