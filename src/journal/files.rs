@@ -388,9 +388,9 @@ fn holds_records(path: &Path) -> io::Result<bool> {
 const SECTOR: u64 = 512;
 
 /// Where the data of the journal at `path` ends: after its last non-zero byte, rounded up to a
-/// sector (`SECTOR`, 512 bytes) (a record may itself end in zero bytes), at most its size. The writer preallocates
-/// journals with zeros so that an `fdatasync` never has to change the file's size; those zeros
-/// are free space, not records. Reads the file backwards from its end, so it costs the size of
+/// 512-byte sector (a record may itself end in zero bytes), at most its size. The writer
+/// preallocates journals with zeros so that an `fdatasync` never has to change the file's size;
+/// those zeros are free space, not records. Reads the file backwards from its end, so it costs the size of
 /// that zero tail (at most one preallocation step).
 pub fn data_end(path: &Path) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
