@@ -8,7 +8,7 @@ mod harness;
 use harness::{bulk, info, temp_dir, wait_until, Raw, Werk};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use werk::resp::Frame;
 
 const NOT_DURABLE: &str = "ERR journal failed, this change is not durable";
@@ -224,6 +224,71 @@ fn an_ack_that_changes_nothing_waits_for_and_shares_the_fate_of_earlier_changes(
             Some(Frame::Error(e)) => assert!(e.starts_with(NOT_DURABLE), "ACK {n}: {e}"),
             other => panic!("ACK {n}: {other:?}"),
         }
+    }
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_slow_disk_holds_the_loop_for_one_sync_at_most() {
+    // The first 20 syncs take the disk's time; every later one takes 600 ms longer. After 16
+    // fast syncs the loop syncs inline, so the 21st (slow) sync holds it once; from then on the
+    // syncs are on the sync thread and the loop answers others while one is under way.
+    let dir = temp_dir("slowdisk");
+    let w = Werk::start_in(
+        &dir,
+        &[],
+        &[("WERK_FAULTS", "sync-slow-ms=600,sync-slow-after=20")],
+    );
+    let mut pusher = Raw::ready(w.addr, "{}");
+    let mut watcher = Raw::ready(w.addr, "{}");
+    for i in 0..20 {
+        assert_eq!(
+            pusher.cmd(&format!("PUSH {}", big_job(i, 1))),
+            harness::ok()
+        );
+    }
+    // Sends PUSH i, then asks INFO on the other connection until it shows the job (the PUSH was
+    // applied and its sync started); returns the slowest INFO round trip and the PUSH's.
+    let info_while_pushing = |pusher: &mut Raw, watcher: &mut Raw, i: usize| {
+        let started = Instant::now();
+        pusher.send_bytes(format!("PUSH {}\r\n", big_job(i, 1)).as_bytes());
+        let mut slowest = Duration::ZERO;
+        loop {
+            let asked = Instant::now();
+            let queued = info(watcher)["faktory"]["queues"]["q"].as_u64();
+            slowest = slowest.max(asked.elapsed());
+            if queued == Some(i as u64 + 1) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "PUSH {i} never applied"
+            );
+        }
+        assert_eq!(pusher.reply(), Some(harness::ok()));
+        (slowest, started.elapsed())
+    };
+    // The 21st: inline (the loop is held for that one sync; an INFO may wait for it).
+    let (info_rtt, push) = info_while_pushing(&mut pusher, &mut watcher, 20);
+    println!("inline slow sync: slowest INFO {info_rtt:?}, PUSH {push:?}");
+    assert!(
+        push >= Duration::from_millis(550),
+        "the sync was slow: {push:?}"
+    );
+    // The next ones: on the sync thread; the loop answers INFO while the sync is under way
+    // (the INFO that shows the job comes back long before the PUSH's +OK).
+    for i in 21..23 {
+        let (info_rtt, push) = info_while_pushing(&mut pusher, &mut watcher, i);
+        println!("slow sync on the thread: slowest INFO {info_rtt:?}, PUSH {push:?}");
+        assert!(
+            push >= Duration::from_millis(550),
+            "the sync was slow: {push:?}"
+        );
+        assert!(
+            info_rtt < Duration::from_millis(300),
+            "INFO waited {info_rtt:?} for a sync on the thread"
+        );
     }
     drop(w);
     std::fs::remove_dir_all(dir).unwrap();

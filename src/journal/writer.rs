@@ -93,14 +93,19 @@ impl Default for Options {
 
 /// A faulty storage layer for tests: after this many successful writes (or syncs) of journal
 /// batches, the next one fails (a write fails after writing half its bytes, as a full disk
-/// does). Set by the environment variable `WERK_FAULTS`, e.g.
-/// `write-fail-after=100` or `sync-fail-after=20`; documented as a testing hook only.
+/// does); or syncs get slow (a disk that stalls). Set by the environment variable
+/// `WERK_FAULTS`, e.g. `write-fail-after=100`, `sync-fail-after=20` or
+/// `sync-slow-ms=500,sync-slow-after=20`; documented as a testing hook only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Writes that succeed before one fails.
     pub write_fail_after: Option<u64>,
     /// Syncs that succeed before one fails.
     pub sync_fail_after: Option<u64>,
+    /// Each sync after the first `sync_slow_after` takes this much longer.
+    pub sync_slow_ms: Option<u64>,
+    /// Syncs at normal speed before they get slow (0 when unset).
+    pub sync_slow_after: Option<u64>,
 }
 
 impl Faults {
@@ -117,7 +122,14 @@ impl Faults {
             match k {
                 "write-fail-after" => f.write_fail_after = Some(n),
                 "sync-fail-after" => f.sync_fail_after = Some(n),
-                _ => return Err(format!("{k:?}: use write-fail-after or sync-fail-after")),
+                "sync-slow-ms" => f.sync_slow_ms = Some(n),
+                "sync-slow-after" => f.sync_slow_after = Some(n),
+                _ => {
+                    return Err(format!(
+                        "{k:?}: use write-fail-after, sync-fail-after, sync-slow-ms or \
+                         sync-slow-after"
+                    ))
+                }
             }
         }
         Ok(f)
@@ -130,6 +142,9 @@ struct Sink {
     file: File,
     writes_left: Arc<std::sync::atomic::AtomicU64>,
     syncs_left: Arc<std::sync::atomic::AtomicU64>,
+    /// Syncs at normal speed left before each takes `slow_ms` longer (`Faults::sync_slow_ms`).
+    fast_syncs_left: Arc<std::sync::atomic::AtomicU64>,
+    slow_ms: u64,
 }
 
 /// Takes one from a fault budget; false when it was already spent (the operation fails).
@@ -164,6 +179,9 @@ impl Sink {
     }
 
     fn sync(&self) -> io::Result<()> {
+        if self.slow_ms > 0 && !spend(&self.fast_syncs_left) {
+            std::thread::sleep(std::time::Duration::from_millis(self.slow_ms));
+        }
         if !spend(&self.syncs_left) {
             return Err(io::Error::other("injected fsync failure (WERK_FAULTS)"));
         }
@@ -352,6 +370,8 @@ impl Journal {
                 file,
                 writes_left: budget(options.faults.write_fail_after),
                 syncs_left: budget(options.faults.sync_fail_after),
+                fast_syncs_left: budget(Some(options.faults.sync_slow_after.unwrap_or(0))),
+                slow_ms: options.faults.sync_slow_ms.unwrap_or(0),
             }),
             generation: found.generation,
             _lock: lock,
@@ -630,6 +650,8 @@ impl Journal {
                         file,
                         writes_left: self.file.writes_left.clone(),
                         syncs_left: self.file.syncs_left.clone(),
+                        fast_syncs_left: self.file.fast_syncs_left.clone(),
+                        slow_ms: self.file.slow_ms,
                     });
                     self.generation = g;
                     self.bytes = HEADER.len() as u64;
