@@ -1,6 +1,9 @@
 //! The JSON arguments of commands, decoded once from the borrowed request line.
 //!
-//! Strings are owned (JSON escapes must be decoded), but `args` and `custom` stay borrowed as raw
+//! A job's strings are borrowed from the line unless they hold JSON escapes (`Cow`: a PUSHB of
+//! 100 jobs allocated 400 small strings only to copy them into the packed jobs; glibc's slow
+//! path for those was a sixth of the time). Other commands' strings are owned. `args` and
+//! `custom` stay borrowed as raw
 //! JSON text (`&RawValue`): werk keeps them exactly as the client wrote them, minus whitespace
 //! (decision A5 in PROTOCOL.md §17). `null` is accepted wherever a field is optional and means
 //! "absent"; unknown fields are ignored, as the Go server does.
@@ -16,11 +19,14 @@ use std::fmt;
 #[derive(Debug, Deserialize)]
 pub struct JobInput<'a> {
     /// Job id, chosen by the client.
-    pub jid: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow_str")]
+    pub jid: Option<Cow<'a, str>>,
     /// Handler name.
-    pub jobtype: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow_str")]
+    pub jobtype: Option<Cow<'a, str>>,
     /// Queue name; `default` when absent or empty.
-    pub queue: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow_str")]
+    pub queue: Option<Cow<'a, str>>,
     /// Raw JSON array of arguments.
     #[serde(borrow)]
     pub args: Option<&'a RawValue>,
@@ -29,11 +35,14 @@ pub struct JobInput<'a> {
     /// Reservation length in seconds.
     pub reserve_for: Option<i64>,
     /// RFC 3339 time at which the job should run.
-    pub at: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow_str")]
+    pub at: Option<Cow<'a, str>>,
     /// Creation time; set by the server when absent.
-    pub created_at: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow_str")]
+    pub created_at: Option<Cow<'a, str>>,
     /// Overwritten by the server at enqueue; decoded only to check its type.
-    pub enqueued_at: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow_str")]
+    pub enqueued_at: Option<Cow<'a, str>>,
     /// Number of backtrace lines the client should report.
     pub backtrace: Option<i64>,
     /// Raw JSON object of extra data.
@@ -41,6 +50,42 @@ pub struct JobInput<'a> {
     pub custom: Option<&'a RawValue>,
     /// A failure record, kept as is when a client sends one.
     pub failure: Option<FailureInput>,
+}
+
+/// An optional string, borrowed from the input unless it holds escapes. (serde's own
+/// `#[serde(borrow)]` borrows a `Cow<str>` but not an `Option<Cow<str>>`: that one always
+/// allocated.) `null` is `None`; the type error for anything else reads as serde's own.
+fn opt_cow_str<'de, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: Deserializer<'de>,
+    'de: 'a,
+{
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_str(V)
+        }
+        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(s)))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(s.to_owned())))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(s)))
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// The `failure` object inside a job (PROTOCOL.md §4.3).

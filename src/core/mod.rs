@@ -426,7 +426,7 @@ impl Core {
             match Job::from_input(input, now.wall) {
                 Ok(new) => self.accept(new, now),
                 Err(e) => {
-                    let jid = input.jid.clone().unwrap_or_default();
+                    let jid = input.jid.as_deref().unwrap_or_default().to_owned();
                     errors.insert(jid, serde_json::Value::String(e.to_string()));
                 }
             }
