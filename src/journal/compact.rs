@@ -77,6 +77,18 @@ pub(super) fn run(
     }
 }
 
+/// Returns the memory of the compaction's private state to the system. Its million small
+/// frees coalesce into the top of this thread's malloc arena, and glibc trims a thread arena's
+/// top only when a chunk of 64 KiB or more is freed there; `malloc_trim` does not touch it. So
+/// one such free is made here (below the 128 KiB at which glibc would use `mmap` instead).
+/// Measured with a million queued jobs (`benches/journal-1m.sh`): RSS after the push and its
+/// compactions 133 MB without this, 90 MB with it (the live state alone: 90 MB without
+/// compaction).
+fn give_back_freed_memory() {
+    let chunk = std::hint::black_box(vec![1u8; 96 << 10]);
+    drop(chunk);
+}
+
 /// Writes the snapshot that journal `generation` continues, from the files in `dir`.
 pub fn compact(dir: &Path, generation: u64) -> Result<Compacted, String> {
     let started = Instant::now();
@@ -93,6 +105,7 @@ pub fn compact(dir: &Path, generation: u64) -> Result<Compacted, String> {
             let _ = std::fs::remove_file(&tmp);
         })?;
     drop(core);
+    give_back_freed_memory();
     let target = dir.join(SNAPSHOT_FILE);
     std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
     sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
