@@ -829,7 +829,7 @@ impl Harness {
         let push = |e: &mut Expect,
                     input: &werk::command::JobInput<'_>,
                     seen_now: &mut HashSet<String>| {
-            let jid = input.jid.clone().unwrap_or_default();
+            let jid = input.jid.as_deref().unwrap_or_default().to_owned();
             match Job::from_input(input, self.now.wall) {
                 Ok(new) => {
                     if self.seen.contains(&jid) || !seen_now.insert(jid.clone()) {
