@@ -254,6 +254,26 @@ fn job_json(id: usize) -> String {
     format!(r#"{{"jid":"bench{id:012}","jobtype":"Load","args":[1,"string",3],"queue":"bench"}}"#)
 }
 
+/// The command that pushes jobs `first..last`: PUSH when the batch size is 1, else PUSHB (no
+/// terminator).
+fn push_line(first: usize, last: usize, batch: usize) -> String {
+    if batch == 1 {
+        format!("PUSH {}", job_json(first))
+    } else {
+        let list: Vec<String> = (first..last).map(job_json).collect();
+        format!("PUSHB [{}]", list.join(","))
+    }
+}
+
+/// Checks a reply to [`push_line`]: `+OK`, or PUSHB's `{}` (no job refused).
+fn push_ok(reply: Frame) -> Result<(), String> {
+    match reply {
+        Frame::Simple(_) => Ok(()),
+        Frame::Bulk(Some(b)) if b == b"{}" => Ok(()),
+        other => Err(format!("push failed: {other:?}")),
+    }
+}
+
 /// Per-command latencies in microseconds.
 #[derive(Default)]
 struct Lat(Vec<u32>);
@@ -304,18 +324,8 @@ fn push_phase(o: &Opts, conns: usize, jobs: usize, batch: usize) -> Result<(f64,
                         return Ok(lat);
                     }
                     let last = (first + batch).min(jobs);
-                    let line = if batch == 1 {
-                        format!("PUSH {}", job_json(first))
-                    } else {
-                        let list: Vec<String> = (first..last).map(job_json).collect();
-                        format!("PUSHB [{}]", list.join(","))
-                    };
-                    let reply = lat.time(|| c.call(line.as_bytes()))?;
-                    match reply {
-                        Frame::Simple(_) => {}
-                        Frame::Bulk(Some(b)) if b == b"{}" => {}
-                        other => return Err(format!("push failed: {other:?}")),
-                    }
+                    let line = push_line(first, last, batch);
+                    push_ok(lat.time(|| c.call(line.as_bytes()))?)?;
                 }
             })
         })
@@ -450,23 +460,14 @@ fn event_loop_phase(o: &Opts, work: Work) -> Result<(f64, Lat, Lat), String> {
         match (work, reply) {
             (Work::Push { batch }, reply) => {
                 if let Some(r) = reply {
-                    match r {
-                        Frame::Simple(_) => {}
-                        Frame::Bulk(Some(b)) if b == b"{}" => {}
-                        other => return Err(format!("push failed: {other:?}")),
-                    }
+                    push_ok(r)?;
                     first.record(c.sent_at);
                 }
                 if issued >= jobs {
                     return Ok(None);
                 }
                 let last = (issued + batch).min(jobs);
-                let line = if batch == 1 {
-                    format!("PUSH {}\r\n", job_json(issued))
-                } else {
-                    let list: Vec<String> = (issued..last).map(job_json).collect();
-                    format!("PUSHB [{}]\r\n", list.join(","))
-                };
+                let line = push_line(issued, last, batch) + "\r\n";
                 issued = last;
                 Ok(Some(line.into_bytes()))
             }

@@ -52,40 +52,11 @@ pub struct JobInput<'a> {
     pub failure: Option<FailureInput>,
 }
 
-/// An optional string, borrowed from the input unless it holds escapes. (serde's own
-/// `#[serde(borrow)]` borrows a `Cow<str>` but not an `Option<Cow<str>>`: that one always
-/// allocated.) `null` is `None`; the type error for anything else reads as serde's own.
-fn opt_cow_str<'de, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
-where
-    D: Deserializer<'de>,
-    'de: 'a,
-{
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Cow<'de, str>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_str(V)
-        }
-        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Borrowed(s)))
-        }
-        fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(s.to_owned())))
-        }
-        fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(s)))
-        }
-    }
-    d.deserialize_option(V)
+/// An optional string, borrowed from the input unless it holds escapes ([`Str`]; `null` is
+/// `None`). serde's own `#[serde(borrow)]` borrows a `Cow<str>` but not an `Option<Cow<str>>`:
+/// that one always allocated.
+fn opt_cow_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Str<'a>>::deserialize(d)?.map(|Str(s)| s))
 }
 
 /// The `failure` object inside a job (PROTOCOL.md §4.3).
@@ -298,6 +269,18 @@ mod tests {
         assert!(serde_json::from_str::<AckInput<'_>>(r#"{"jid":"a","n":1}"#).is_err());
         assert!(serde_json::from_str::<AckInput<'_>>(r#"{"x":"a"}"#).is_err());
         assert!(serde_json::from_str::<AckInput<'_>>(r#"["jid"]"#).is_err());
+    }
+
+    #[test]
+    fn job_strings_borrow_unless_escaped() {
+        let job = |json: &'static str| serde_json::from_str::<JobInput<'static>>(json);
+        let j = job(r#"{"jid":"abcdefgh","queue":"q\"x","at":null}"#).unwrap();
+        assert!(matches!(j.jid, Some(Cow::Borrowed("abcdefgh"))));
+        assert!(matches!(j.queue.as_deref(), Some("q\"x")));
+        assert!(matches!(j.queue, Some(Cow::Owned(_))));
+        assert!(j.at.is_none() && j.jobtype.is_none());
+        let e = job(r#"{"jid":12345678}"#).unwrap_err().to_string();
+        assert!(e.contains("expected a string"), "{e}");
     }
 
     #[test]

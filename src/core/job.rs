@@ -498,11 +498,8 @@ impl Job {
         self.raw().enqueued_at
     }
 
-    /// Stamps `enqueued_at` (repacks the job, unless it already says `t`).
+    /// Stamps `enqueued_at` (repacks the job: a job re-entering a queue, off the PUSH path).
     pub fn set_enqueued_at(&mut self, t: Timestamp) {
-        if self.enqueued_at() == Some(t) {
-            return;
-        }
         let job = Job::pack(&Fields {
             enqueued_at: Some(t),
             ..self.fields()
@@ -613,8 +610,8 @@ impl Job {
         });
         let args = minify(args);
         let enqueued_at = match check {
-            // A pushed job goes to its queue now (`Core::enqueue` stamps the same time, which
-            // then changes nothing), unless it is scheduled.
+            // A pushed job goes to its queue now (`Core::accept` enqueues it as it is), unless
+            // it is scheduled.
             Check::Pushed => scheduled_for.is_none().then_some(now),
             // Always werk's own text, which round-trips through `Timestamp`.
             Check::Stored => match input.enqueued_at.as_deref().filter(|e| !e.is_empty()) {

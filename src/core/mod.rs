@@ -435,11 +435,13 @@ impl Core {
         Reply::Bulk(body)
     }
 
+    /// A pushed job (from [`Job::from_input`] at `now.wall`): to its queue, already stamped
+    /// with that enqueue time, or to the scheduled set.
     fn accept(&mut self, new: job::NewJob, now: Now) {
         let job = new.job;
         match new.scheduled_for {
             Some(at) => self.set_add(SetName::Scheduled, at, job, now),
-            None => self.enqueue(job, now, true),
+            None => self.enqueue(job, now, false),
         }
     }
 

@@ -250,7 +250,7 @@ fn read_journal(
     let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
     let file = File::open(path).map_err(io_err)?;
     // The zeros the writer preallocated past the data are not part of the journal.
-    let size = data_end(path).map_err(io_err)?;
+    let size = data_end_of(&file).map_err(io_err)?;
     let mut count = 0u64;
     let stop = match ItemReader::open(io::BufReader::new((&file).take(size)), HEADER) {
         Ok(None) => Some(DecodeError::Torn { offset: 0 }),
@@ -390,11 +390,15 @@ const SECTOR: u64 = 512;
 /// Where the data of the journal at `path` ends: after its last non-zero byte, rounded up to a
 /// 512-byte sector (a record may itself end in zero bytes), at most its size. The writer
 /// preallocates journals with zeros so that an `fdatasync` never has to change the file's size;
-/// those zeros are free space, not records. Reads the file backwards from its end, so it costs the size of
-/// that zero tail (at most one preallocation step).
+/// those zeros are free space, not records. Reads the file backwards from its end, so it costs
+/// the size of that zero tail (at most one and a half preallocation steps).
 pub fn data_end(path: &Path) -> io::Result<u64> {
+    data_end_of(&File::open(path)?)
+}
+
+/// [`data_end`] of an open file.
+fn data_end_of(file: &File) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
-    let file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut buf = vec![0u8; 64 << 10];
     let mut end = size;

@@ -140,11 +140,30 @@ impl Faults {
 #[derive(Debug)]
 struct Sink {
     file: File,
-    writes_left: Arc<std::sync::atomic::AtomicU64>,
-    syncs_left: Arc<std::sync::atomic::AtomicU64>,
+    /// Shared by every journal file of this run (a compaction switches files, not faults).
+    faults: Arc<FaultBudgets>,
+}
+
+/// What is left of the injected faults ([`Faults`]).
+#[derive(Debug)]
+struct FaultBudgets {
+    writes_left: std::sync::atomic::AtomicU64,
+    syncs_left: std::sync::atomic::AtomicU64,
     /// Syncs at normal speed left before each takes `slow_ms` longer (`Faults::sync_slow_ms`).
-    fast_syncs_left: Arc<std::sync::atomic::AtomicU64>,
+    fast_syncs_left: std::sync::atomic::AtomicU64,
     slow_ms: u64,
+}
+
+impl FaultBudgets {
+    fn new(f: &Faults) -> FaultBudgets {
+        let budget = |n: Option<u64>| std::sync::atomic::AtomicU64::new(n.unwrap_or(u64::MAX));
+        FaultBudgets {
+            writes_left: budget(f.write_fail_after),
+            syncs_left: budget(f.sync_fail_after),
+            fast_syncs_left: budget(Some(f.sync_slow_after.unwrap_or(0))),
+            slow_ms: f.sync_slow_ms.unwrap_or(0),
+        }
+    }
 }
 
 /// Takes one from a fault budget; false when it was already spent (the operation fails).
@@ -157,7 +176,7 @@ fn spend(budget: &std::sync::atomic::AtomicU64) -> bool {
 
 impl Sink {
     fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        if !spend(&self.writes_left) {
+        if !spend(&self.faults.writes_left) {
             let half = &bytes[..bytes.len() / 2];
             (&self.file).write_all(half)?;
             return Err(io::Error::other("injected write failure (WERK_FAULTS)"));
@@ -179,10 +198,11 @@ impl Sink {
     }
 
     fn sync(&self) -> io::Result<()> {
-        if self.slow_ms > 0 && !spend(&self.fast_syncs_left) {
-            std::thread::sleep(std::time::Duration::from_millis(self.slow_ms));
+        let faults = &self.faults;
+        if faults.slow_ms > 0 && !spend(&faults.fast_syncs_left) {
+            std::thread::sleep(std::time::Duration::from_millis(faults.slow_ms));
         }
-        if !spend(&self.syncs_left) {
+        if !spend(&self.faults.syncs_left) {
             return Err(io::Error::other("injected fsync failure (WERK_FAULTS)"));
         }
         self.file.sync_data()
@@ -243,10 +263,9 @@ struct Synced {
     batch: u64,
     result: io::Result<()>,
     us: u64,
-    /// The zero fill's error, if it failed (the sync was still done).
-    zero_fill: Option<io::Error>,
-    /// Whether the request had a zero fill (its sync flushed the zeros too).
-    filled: bool,
+    /// The zero fill's outcome when the request had one (its sync flushed the zeros too; a
+    /// failed fill still got its sync).
+    zero_fill: Option<io::Result<()>>,
 }
 
 /// An open journal.
@@ -342,15 +361,13 @@ impl Journal {
                 } in requests
                 {
                     let watch = Stopwatch::start();
-                    let filled = zero_fill.is_some();
-                    let zero_fill = zero_fill.and_then(|(at, len)| file.zero_fill(at, len).err());
+                    let zero_fill = zero_fill.map(|(at, len)| file.zero_fill(at, len));
                     let result = file.sync();
                     let answer = Synced {
                         batch,
                         result,
                         us: watch.elapsed_us(),
                         zero_fill,
-                        filled,
                     };
                     if done.send(answer).is_err() {
                         return;
@@ -366,16 +383,11 @@ impl Journal {
             .name("werk-compact".into())
             .spawn(move || compact::run(compact_dir, tasks, compact_done, wake))
             .map_err(io_err(dir))?;
-        let budget =
-            |n: Option<u64>| Arc::new(std::sync::atomic::AtomicU64::new(n.unwrap_or(u64::MAX)));
         let journal = Journal {
             dir: dir.to_path_buf(),
             file: Arc::new(Sink {
                 file,
-                writes_left: budget(options.faults.write_fail_after),
-                syncs_left: budget(options.faults.sync_fail_after),
-                fast_syncs_left: budget(Some(options.faults.sync_slow_after.unwrap_or(0))),
-                slow_ms: options.faults.sync_slow_ms.unwrap_or(0),
+                faults: Arc::new(FaultBudgets::new(&options.faults)),
             }),
             generation: found.generation,
             _lock: lock,
@@ -386,7 +398,7 @@ impl Journal {
             in_flight: false,
             fast_syncs: 0,
             allocated,
-            prealloc: options.sync == SyncPolicy::Always,
+            prealloc: true,
             unsynced_since_ms: None,
             now_ms: 0,
             sync_tx,
@@ -595,17 +607,16 @@ impl Journal {
             result,
             us,
             zero_fill,
-            filled,
         } = answer;
         self.in_flight = false;
-        if filled {
+        if zero_fill.is_some() {
             // Flushing up to 8 MiB of new zeros says nothing about the disk's speed for a
             // batch: the streak of fast syncs stands.
             self.sync_latency.observe_us(us);
         } else {
             self.note_sync_time(us);
         }
-        if let Some(e) = zero_fill {
+        if let Some(Err(e)) = zero_fill {
             // Harmless for the data (zeros past it); the journal goes on appending.
             self.prealloc = false;
             log::warn!(
@@ -659,10 +670,7 @@ impl Journal {
                     self.allocated = file.metadata().map_or(HEADER.len() as u64, |m| m.len());
                     self.file = Arc::new(Sink {
                         file,
-                        writes_left: self.file.writes_left.clone(),
-                        syncs_left: self.file.syncs_left.clone(),
-                        fast_syncs_left: self.file.fast_syncs_left.clone(),
-                        slow_ms: self.file.slow_ms,
+                        faults: self.file.faults.clone(),
                     });
                     self.generation = g;
                     self.bytes = HEADER.len() as u64;

@@ -712,16 +712,13 @@ impl Server {
             }
             let before = conn.rbuf.len();
             match conn.read_some(&mut self.scratch) {
-                Ok(ReadOutcome::Data) => {
+                Ok(outcome @ (ReadOutcome::Data | ReadOutcome::Drained)) => {
                     budget = budget.saturating_sub(conn.rbuf.len().saturating_sub(before));
-                }
-                Ok(ReadOutcome::Drained) => {
-                    budget = budget.saturating_sub(conn.rbuf.len().saturating_sub(before));
-                    // The socket was empty after this read: data arriving later raises a new
-                    // edge-triggered event, so the read that would only say `WouldBlock` is
-                    // skipped (one syscall per request). Unless the peer closed: no event
+                    // Drained: the socket was empty after this read. Data arriving later raises
+                    // a new edge-triggered event, so the read that would only say `WouldBlock`
+                    // is skipped (one syscall per request). Unless the peer closed: no event
                     // would come for the end of the stream.
-                    if !conn.read_closed {
+                    if matches!(outcome, ReadOutcome::Drained) && !conn.read_closed {
                         conn.maybe_readable = false;
                     }
                 }
