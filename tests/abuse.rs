@@ -10,6 +10,10 @@
 //! other clients), not the disk's.
 
 mod harness;
+/// The Web UI tests' HTTP helpers (its base64 encoder, for basic auth).
+#[path = "common/http.rs"]
+#[allow(dead_code)]
+mod http;
 
 use harness::{bulk, err, info, job, ok, run_to_exit, wait_until, Raw, Werk};
 use std::io::{Read, Write};
@@ -645,7 +649,7 @@ fn wrong_passwords_block_an_address_not_its_neighbours() {
     let web_get = |from: Ipv4Addr, password: &str| -> String {
         let mut s = connect_from(web, from).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let auth = base64(&format!("admin:{password}"));
+        let auth = http::base64(format!("admin:{password}").as_bytes());
         write!(
             s,
             "GET /stats HTTP/1.1\r\nHost: {web}\r\nAuthorization: Basic {auth}\r\n\r\n"
@@ -668,27 +672,6 @@ fn wrong_passwords_block_an_address_not_its_neighbours() {
     assert!(
         matches!(c.try_hello(Some(PW), "{}"), Some(Frame::Error(e)) if e.contains("too many failed attempts"))
     );
-}
-
-fn base64(text: &str) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in text.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Many connections from one address send wrong HELLOs as fast as they can. Each wrong
