@@ -177,7 +177,7 @@ impl Client {
         if let Some(p) = password {
             let rounds = hi["i"].as_u64().expect("i") as u32;
             let salt = hi["s"].as_str().expect("s");
-            hello["pwdhash"] = hex(&werk::auth::hash(p, salt, rounds)).into();
+            hello["pwdhash"] = hex::encode(werk::auth::hash(p, salt, rounds)).into();
             hello["v"] = 2.into();
         }
         self.send(&format!("HELLO {hello}"));
@@ -202,10 +202,6 @@ impl Client {
     fn closed(&mut self) -> bool {
         self.reply().is_none()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn connect_from(addr: SocketAddr, from: Ipv4Addr) -> std::io::Result<TcpStream> {
@@ -368,8 +364,14 @@ fn a_small_open_file_limit_lowers_the_socket_cap() {
         ])
         .arg("-d")
         .arg(&dir)
+        // Isolated from the machine as the harness's werk is: no config directory, nothing
+        // inherited that changes the log or the password.
+        .arg("-c")
+        .arg(dir.join("no-config"))
         .env_remove("FAKTORY_PASSWORD")
         .env_remove("FAKTORY_ENV")
+        .env_remove("FAKTORY_SKIP_PASSWORD")
+        .env_remove("WERK_LOG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -92,8 +92,7 @@ fuzz_target!(|data: &[u8]| {
         repaired.push(r.clone());
         Ok(())
     });
-    if let Ok(found) = &first {
-        let _ = found.notes.len();
+    if first.is_ok() {
         let mut again = Vec::new();
         let second = recover(&dir, Mode::Repair, None, &mut |r| {
             again.push(r.clone());
