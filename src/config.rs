@@ -95,6 +95,10 @@ pub struct Config {
     /// With `--sync always`, the loop syncs itself while each recent sync took at most this
     /// many microseconds; 0 keeps every sync on the sync thread.
     pub sync_inline_us: u64,
+    /// With `--sync always`, before each sync the loop looks for newly readable connections up
+    /// to this many more times without waiting, so that requests that arrived meanwhile join
+    /// the batch; 0 syncs what the turn's events brought.
+    pub sync_gather: u32,
     /// Longest a SIGTERM/SIGINT shutdown may take (final journal sync included) before werk
     /// gives up and exits with status 1.
     pub shutdown_timeout_ms: u64,
@@ -149,6 +153,7 @@ impl Default for Config {
             sync: SyncPolicy::Always,
             compact_bytes_min: 64 << 20,
             sync_inline_us: 1_000,
+            sync_gather: 3,
             shutdown_timeout_ms: 8_000,
             faults: Faults::default(),
             core: CoreConfig::default(),
@@ -214,6 +219,8 @@ pub enum Key {
     CompactBytesMin,
     /// `--sync-inline-us`, `[werk] sync_inline_us`.
     SyncInlineUs,
+    /// `--sync-gather`, `[werk] sync_gather`.
+    SyncGather,
     /// `--shutdown-timeout-ms`, `[werk] shutdown_timeout_ms`.
     ShutdownTimeoutMs,
     /// `--web-connections-max`, `[web] connections_max`.
@@ -394,6 +401,14 @@ pub const SETTINGS: &[Spec] = &[
         false,
     ),
     spec(
+        Key::SyncGather,
+        "sync_gather",
+        Some("sync-gather"),
+        Some(("werk", "sync_gather")),
+        Kind::Number,
+        false,
+    ),
+    spec(
         Key::ShutdownTimeoutMs,
         "shutdown_timeout_ms",
         Some("shutdown-timeout-ms"),
@@ -492,6 +507,9 @@ Usage: werk [flags]
   --sync-inline-us N    with --sync always, sync on the event loop itself while each of
                         the last 16 syncs took at most N microseconds (faster than the sync
                         thread); 0 keeps every sync on the sync thread (default 1000)
+  --sync-gather N       with --sync always, before each sync look up to N more times,
+                        without waiting, for requests that arrived meanwhile, so that they
+                        share the sync (default 3, at most 64; 0: off)
   --shutdown-timeout-ms N  longest a TERM/INT shutdown may take before werk exits with
                         status 1 (default 8000, at least 100)
 
@@ -787,6 +805,12 @@ fn set(c: &mut Config, key: Key, value: &str) -> Result<(), String> {
         Key::DeadMax => c.core.dead_max = parse_num(value, 0)?,
         Key::CompactBytesMin => c.compact_bytes_min = parse_num(value, 4096)? as u64,
         Key::SyncInlineUs => c.sync_inline_us = parse_num(value, 0)? as u64,
+        Key::SyncGather => {
+            c.sync_gather = match parse_num(value, 0)? {
+                n if n <= MAX_SYNC_GATHER as usize => n as u32,
+                _ => return Err(format!("{value:?} is more than {MAX_SYNC_GATHER}")),
+            }
+        }
         Key::ShutdownTimeoutMs => c.shutdown_timeout_ms = parse_num(value, 100)? as u64,
         Key::WebConnectionsMax => c.web_connections_max = parse_num(value, 1)?,
         Key::WebTimeoutMs => c.web_request_timeout_ms = parse_num(value, 100)? as u64,
@@ -903,6 +927,9 @@ fn parse_num(s: &str, min: usize) -> Result<usize, String> {
         _ => Err(format!("{s:?} is not a whole number of at least {min}")),
     }
 }
+
+/// The most extra looks `--sync-gather` may ask for before a sync.
+pub const MAX_SYNC_GATHER: u32 = 64;
 
 #[cfg(test)]
 mod tests;

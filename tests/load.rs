@@ -148,3 +148,55 @@ fn twenty_consumers_process_twenty_thousand_jobs_exactly_once() {
     assert_eq!(queue_size(&info, "load-b"), Some(0));
     assert_eq!(set_size(&info, "working"), 0, "every reservation was ACKed");
 }
+
+/// A counter of the Web UI's `/metrics`.
+fn metric(w: &Werk, name: &str) -> u64 {
+    let body = common::http::Req::get("/metrics").send(w.web_addr()).body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+/// Twenty closed-loop producers (one PUSH, wait for `+OK`, the next) against `--sync always`:
+/// with `--sync-gather` on (the default, 3 looks) requests that arrive while a turn runs are
+/// taken into that turn's batch, so there are fewer syncs than there would be turns; with
+/// `--sync-gather 0` no look is made. Every job arrives either way.
+#[test]
+fn extra_looks_before_a_sync_gather_requests_into_its_batch() {
+    const PRODUCERS: usize = 20;
+    const EACH: usize = 150;
+    for gather in [None, Some("0")] {
+        let mut options = Werk::options().arg("--sync").arg("always");
+        if let Some(n) = gather {
+            options = options.arg("--sync-gather").arg(n);
+        }
+        let w = options.start();
+        let threads: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let addr = w.addr();
+                std::thread::spawn(move || {
+                    let mut c = Conn::producer(addr);
+                    for i in 0..EACH {
+                        c.push_simple(&format!("gather-{p:02}-{i:04}"), "gather");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let info = w.conn().info();
+        assert_eq!(queue_size(&info, "gather"), Some((PRODUCERS * EACH) as u64));
+        let gathered = metric(&w, "werk_sync_gathered_total");
+        let syncs = metric(&w, "werk_journal_sync_seconds_count");
+        eprintln!(
+            "--sync-gather {}: {} PUSHes, {syncs} syncs, {gathered} connection events gathered",
+            gather.unwrap_or("3 (default)"),
+            PRODUCERS * EACH
+        );
+        match gather {
+            None => assert!(gathered > 0, "no request was ever gathered into a batch"),
+            Some(_) => assert_eq!(gathered, 0, "--sync-gather 0 made extra looks"),
+        }
+    }
+}

@@ -82,6 +82,7 @@ impl Config {
             Key::DeadMax => self.core.dead_max.to_string(),
             Key::CompactBytesMin => self.compact_bytes_min.to_string(),
             Key::SyncInlineUs => self.sync_inline_us.to_string(),
+            Key::SyncGather => self.sync_gather.to_string(),
             Key::ShutdownTimeoutMs => self.shutdown_timeout_ms.to_string(),
             Key::WebConnectionsMax => self.web_connections_max.to_string(),
             Key::WebTimeoutMs => self.web_request_timeout_ms.to_string(),

@@ -171,6 +171,10 @@ fn errors_say_what_to_do() {
     assert_eq!(run(&[], &[]).sync_inline_us, 1_000);
     assert_eq!(run(&["--sync-inline-us", "0"], &[]).sync_inline_us, 0);
     assert!(e(&["--sync-inline-us", "-1"], &[]).contains("--sync-inline-us"));
+    assert_eq!(run(&[], &[]).sync_gather, 3);
+    assert_eq!(run(&["--sync-gather", "0"], &[]).sync_gather, 0);
+    assert_eq!(run(&["--sync-gather", "64"], &[]).sync_gather, 64);
+    assert!(e(&["--sync-gather", "65"], &[]).contains("--sync-gather: \"65\" is more than 64"));
     let faults = run(
         &[],
         &[("WERK_FAULTS", "write-fail-after=3,sync-fail-after=0")],

@@ -467,6 +467,12 @@ impl Journal {
         self.last_compaction
     }
 
+    /// True when a batch written now would be synced at once (`always`, no sync in flight,
+    /// not failed): records staged now join that sync instead of waiting for the next.
+    pub fn would_sync_now(&self) -> bool {
+        self.options.sync == SyncPolicy::Always && !self.in_flight && self.failed.is_none()
+    }
+
     /// True while a compaction is under way.
     pub fn compacting(&self) -> bool {
         !matches!(self.compaction, Compaction::Idle { .. })

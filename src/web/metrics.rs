@@ -189,6 +189,13 @@ pub fn render(core: &Core, facts: &ServerFacts<'_>, now: Now) -> Vec<u8> {
         "Time taken by each journal fsync (group commit).",
         &samples,
     );
+    family(
+        &mut out,
+        "werk_sync_gathered_total",
+        "counter",
+        "Connection events taken into a batch by the extra looks before a sync (--sync-gather).",
+        &plain(facts.sync_gathered),
+    );
     out.into_bytes()
 }
 

@@ -60,6 +60,8 @@ pub struct ServerFacts<'a> {
     pub sync_policy: &'static str,
     /// Time taken by each journal fsync.
     pub sync_latency: &'a Histogram,
+    /// Connection events taken into a batch by `--sync-gather`'s extra looks.
+    pub sync_gathered: u64,
 }
 
 /// What every request is checked against.
