@@ -99,6 +99,9 @@ pub struct Config {
     /// to this many more times without waiting, so that requests that arrived meanwhile join
     /// the batch; 0 syncs what the turn's events brought.
     pub sync_gather: u32,
+    /// With `--sync always`, write journal batches with `O_DIRECT` where the file system
+    /// allows it (`--journal-io direct`, the default) or through the page cache (`buffered`).
+    pub journal_direct: bool,
     /// Longest a SIGTERM/SIGINT shutdown may take (final journal sync included) before werk
     /// gives up and exits with status 1.
     pub shutdown_timeout_ms: u64,
@@ -154,6 +157,7 @@ impl Default for Config {
             compact_bytes_min: 64 << 20,
             sync_inline_us: 1_000,
             sync_gather: 3,
+            journal_direct: true,
             shutdown_timeout_ms: 8_000,
             faults: Faults::default(),
             core: CoreConfig::default(),
@@ -221,6 +225,8 @@ pub enum Key {
     SyncInlineUs,
     /// `--sync-gather`, `[werk] sync_gather`.
     SyncGather,
+    /// `--journal-io`, `[werk] journal_io`.
+    JournalIo,
     /// `--shutdown-timeout-ms`, `[werk] shutdown_timeout_ms`.
     ShutdownTimeoutMs,
     /// `--web-connections-max`, `[web] connections_max`.
@@ -409,6 +415,14 @@ pub const SETTINGS: &[Spec] = &[
         false,
     ),
     spec(
+        Key::JournalIo,
+        "journal_io",
+        Some("journal-io"),
+        Some(("werk", "journal_io")),
+        Kind::Text,
+        false,
+    ),
+    spec(
         Key::ShutdownTimeoutMs,
         "shutdown_timeout_ms",
         Some("shutdown-timeout-ms"),
@@ -510,6 +524,9 @@ Usage: werk [flags]
   --sync-gather N       with --sync always, before each sync look up to N more times,
                         without waiting, for requests that arrived meanwhile, so that they
                         share the sync (default 3, at most 64; 0: off)
+  --journal-io MODE     with --sync always, write the journal with O_DIRECT (direct, the
+                        default; the page cache where the file system refuses it) or through
+                        the page cache (buffered)
   --shutdown-timeout-ms N  longest a TERM/INT shutdown may take before werk exits with
                         status 1 (default 8000, at least 100)
 
@@ -798,6 +815,13 @@ fn set(c: &mut Config, key: Key, value: &str) -> Result<(), String> {
                         "unknown policy {value:?}: use always, everysec or none"
                     ))
                 }
+            }
+        }
+        Key::JournalIo => {
+            c.journal_direct = match value {
+                "direct" => true,
+                "buffered" => false,
+                _ => return Err(format!("unknown mode {value:?}: use direct or buffered")),
             }
         }
         Key::LineBytesMax => c.line_bytes_max = parse_num(value, 64)?,

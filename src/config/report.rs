@@ -83,6 +83,12 @@ impl Config {
             Key::CompactBytesMin => self.compact_bytes_min.to_string(),
             Key::SyncInlineUs => self.sync_inline_us.to_string(),
             Key::SyncGather => self.sync_gather.to_string(),
+            Key::JournalIo => if self.journal_direct {
+                "direct"
+            } else {
+                "buffered"
+            }
+            .to_owned(),
             Key::ShutdownTimeoutMs => self.shutdown_timeout_ms.to_string(),
             Key::WebConnectionsMax => self.web_connections_max.to_string(),
             Key::WebTimeoutMs => self.web_request_timeout_ms.to_string(),

@@ -172,6 +172,11 @@ fn errors_say_what_to_do() {
     assert_eq!(run(&["--sync-inline-us", "0"], &[]).sync_inline_us, 0);
     assert!(e(&["--sync-inline-us", "-1"], &[]).contains("--sync-inline-us"));
     assert_eq!(run(&[], &[]).sync_gather, 3);
+    assert!(run(&[], &[]).journal_direct);
+    assert!(!run(&["--journal-io", "buffered"], &[]).journal_direct);
+    assert!(
+        e(&["--journal-io", "mmap"], &[]).contains("unknown mode \"mmap\": use direct or buffered")
+    );
     assert_eq!(run(&["--sync-gather", "0"], &[]).sync_gather, 0);
     assert_eq!(run(&["--sync-gather", "64"], &[]).sync_gather, 64);
     assert!(e(&["--sync-gather", "65"], &[]).contains("--sync-gather: \"65\" is more than 64"));

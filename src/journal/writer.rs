@@ -28,7 +28,7 @@ use crate::clock::Stopwatch;
 use crate::core::record::Record;
 use crate::histogram::{Histogram, SYNC_BUCKETS_US};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -73,6 +73,9 @@ pub struct Options {
     /// last [`FAST_SYNCS_FOR_INLINE`] syncs took at most this long (0: always on the sync
     /// thread). See [`Journal::kick`].
     pub inline_sync_max_us: u64,
+    /// With `always`: write batches with `O_DIRECT` where the file system allows it (see
+    /// `Journal::write_direct`); false writes through the page cache.
+    pub direct_io: bool,
     /// Injected storage faults (tests only; see [`Faults`]).
     pub faults: Faults,
 }
@@ -86,6 +89,7 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             compact_min_bytes: 64 << 20,
             inline_sync_max_us: 1_000,
+            direct_io: true,
             faults: Faults::default(),
         }
     }
@@ -140,6 +144,9 @@ impl Faults {
 #[derive(Debug)]
 struct Sink {
     file: File,
+    /// The same file opened with `O_DIRECT` (with `always`, where the file system allows it):
+    /// batches go through it, whole blocks of [`BLOCK`] bytes at block offsets.
+    direct: Option<File>,
     /// Shared by every journal file of this run (a compaction switches files, not faults).
     faults: Arc<FaultBudgets>,
 }
@@ -174,14 +181,106 @@ fn spend(budget: &std::sync::atomic::AtomicU64) -> bool {
         .is_ok()
 }
 
+/// The block size of `O_DIRECT` writes: their buffer address, offset and length are multiples of
+/// it. 4 KiB covers every logical block size up to the page size.
+const BLOCK: usize = 4096;
+
+/// Opens `path` a second time with `O_DIRECT`; `None` where that is refused (tmpfs on older
+/// kernels, some FUSE file systems) or not built for.
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::info!(
+                "journal {}: O_DIRECT refused ({e}); writing through the page cache",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
+
+/// A byte buffer whose window starts at a [`BLOCK`] boundary in memory, as `O_DIRECT` needs,
+/// without `unsafe`: the `Vec` is [`BLOCK`] bytes longer than the window and the window starts
+/// where the address is aligned.
+#[derive(Debug, Default)]
+struct AlignedBuf(Vec<u8>);
+
+impl AlignedBuf {
+    /// A window of `len` bytes (contents unspecified).
+    fn window(&mut self, len: usize) -> &mut [u8] {
+        let need = len + BLOCK;
+        // Grown to a power of two; given back after a large batch (a PUSHB of big jobs) once
+        // batches are small again.
+        if self.0.len() < need || (self.0.len() > 1 << 20 && self.0.len() > 4 * need) {
+            self.0 = vec![0; need.next_power_of_two()];
+        }
+        let at = self.0.as_ptr().align_offset(BLOCK);
+        &mut self.0[at..at + len]
+    }
+}
+
 impl Sink {
-    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+    /// Wraps an open journal file, whose data ends at `bytes`; with `direct`, opens it a second
+    /// time with `O_DIRECT` and returns the data of its last, partial block (which each direct
+    /// write rewrites), read back from the file.
+    fn new(
+        file: File,
+        path: &Path,
+        bytes: u64,
+        direct: bool,
+        faults: Arc<FaultBudgets>,
+    ) -> (Sink, Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let direct = direct.then(|| open_direct(path)).flatten().and_then(|d| {
+            let partial = bytes % BLOCK as u64;
+            let mut tail = vec![0; partial as usize];
+            match file.read_exact_at(&mut tail, bytes - partial) {
+                Ok(()) => Some((d, tail)),
+                Err(e) => {
+                    log::warn!("journal {}: cannot read its last block ({e}); writing through the page cache", path.display());
+                    None
+                }
+            }
+        });
+        let (direct, tail) = direct.map_or((None, Vec::new()), |(d, t)| (Some(d), t));
+        (
+            Sink {
+                file,
+                direct,
+                faults,
+            },
+            tail,
+        )
+    }
+
+    /// Writes `bytes` at `at`, through the `O_DIRECT` handle when `direct` (whole blocks).
+    fn write_at(&self, bytes: &[u8], at: u64, direct: bool) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = match (&self.direct, direct) {
+            (Some(d), true) => d,
+            _ => &self.file,
+        };
         if !spend(&self.faults.writes_left) {
-            let half = &bytes[..bytes.len() / 2];
-            (&self.file).write_all(half)?;
+            let mut half = bytes.len() / 2;
+            if direct {
+                half -= half % BLOCK;
+            }
+            file.write_all_at(&bytes[..half], at)?;
             return Err(io::Error::other("injected write failure (WERK_FAULTS)"));
         }
-        (&self.file).write_all(bytes)
+        file.write_all_at(bytes, at)
     }
 
     /// Writes `len` zero bytes at `at` (past the data; no fault budget is spent).
@@ -277,6 +376,11 @@ pub struct Journal {
     _lock: File,
     options: Options,
     staged: Vec<u8>,
+    /// With `O_DIRECT`: the data of the file's last, partial block (from the last [`BLOCK`]
+    /// boundary to `bytes`), which the next direct write writes again in front of its records.
+    tail: Vec<u8>,
+    /// With `O_DIRECT`: where a batch is laid out in whole, aligned blocks.
+    image: AlignedBuf,
     written: u64,
     durable: u64,
     in_flight: bool,
@@ -331,7 +435,7 @@ impl Journal {
             log::warn!("journal: {note}");
         }
         let path = dir.join(journal_name(found.generation));
-        let mut file = if found.journal_exists {
+        let file = if found.journal_exists {
             OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -346,8 +450,10 @@ impl Journal {
         } else {
             HEADER.len() as u64
         };
-        file.seek(SeekFrom::Start(bytes)).map_err(io_err(&path))?;
         let allocated = file.metadata().map_err(io_err(&path))?.len();
+        let direct = options.direct_io && options.sync == SyncPolicy::Always;
+        let faults = Arc::new(FaultBudgets::new(&options.faults));
+        let (sink, tail) = Sink::new(file, &path, bytes, direct, faults);
         let (sync_tx, requests) = channel::<SyncRequest>();
         let (done, sync_rx) = channel();
         let wake_sync = wake.clone();
@@ -385,14 +491,13 @@ impl Journal {
             .map_err(io_err(dir))?;
         let journal = Journal {
             dir: dir.to_path_buf(),
-            file: Arc::new(Sink {
-                file,
-                faults: Arc::new(FaultBudgets::new(&options.faults)),
-            }),
+            file: Arc::new(sink),
             generation: found.generation,
             _lock: lock,
             options,
             staged: Vec::new(),
+            tail,
+            image: AlignedBuf::default(),
             written: 0,
             durable: 0,
             in_flight: false,
@@ -484,7 +589,12 @@ impl Journal {
         if self.staged.is_empty() || self.in_flight || self.failed.is_some() {
             return;
         }
-        if let Err(e) = self.file.write_all(&self.staged) {
+        let written = if self.file.direct.is_some() {
+            self.write_direct()
+        } else {
+            self.file.write_at(&self.staged, self.bytes, false)
+        };
+        if let Err(e) = written {
             // Part of the batch may be in the file, followed by preallocated zeros: a record
             // cut short inside the data, which the next start would refuse as damage. Cut the
             // file where the batch began (the journal is failed either way).
@@ -496,7 +606,13 @@ impl Journal {
                      refuse it (docs/OPERATIONS.md, recovery)"
                 ),
             };
-            self.fail(format!("write failed: {e}; {cut}"));
+            let hint = if self.file.direct.is_some() && e.kind() == io::ErrorKind::InvalidInput {
+                "; if this file system cannot take O_DIRECT writes, start werk with \
+                 --journal-io buffered"
+            } else {
+                ""
+            };
+            self.fail(format!("write failed: {e}; {cut}{hint}"));
             return;
         }
         self.bytes += self.staged.len() as u64;
@@ -515,6 +631,29 @@ impl Journal {
                 zero_fill => self.request_sync(zero_fill),
             },
         }
+    }
+
+    /// Writes the staged batch through the `O_DIRECT` handle: the last partial block's data
+    /// (`tail`), the batch, and zeros to the next block boundary, from the block where the data
+    /// ends. The kernel copies nothing into the page cache, and the `fdatasync` that follows
+    /// has only the device's cache to flush: here 94–104 µs per write+sync against 118–136 µs
+    /// through the page cache, and 35–40 µs of system CPU against 48–58 (docs/BENCHMARKS.md).
+    /// Rewriting the last block is safe: its bytes up to `bytes` are the same ones, already
+    /// durable, so a write torn at any sector leaves them as they were; past `bytes` the file
+    /// holds zeros either way (preallocated, or this padding), which recovery reads as the end.
+    fn write_direct(&mut self) -> io::Result<()> {
+        let start = self.bytes - self.tail.len() as u64;
+        let len = self.tail.len() + self.staged.len();
+        let padded = len.next_multiple_of(BLOCK);
+        let image = self.image.window(padded);
+        image[..self.tail.len()].copy_from_slice(&self.tail);
+        image[self.tail.len()..len].copy_from_slice(&self.staged);
+        image[len..].fill(0);
+        self.file.write_at(image, start, true)?;
+        self.tail.clear();
+        self.tail.extend_from_slice(&image[len - len % BLOCK..len]);
+        self.allocated = self.allocated.max(start + padded as u64);
+        Ok(())
     }
 
     /// `fdatasync` on the loop: while the disk is fast (the last [`FAST_SYNCS_FOR_INLINE`]
@@ -674,12 +813,14 @@ impl Journal {
                         self.request_sync(None);
                     }
                     self.allocated = file.metadata().map_or(HEADER.len() as u64, |m| m.len());
-                    self.file = Arc::new(Sink {
-                        file,
-                        faults: self.file.faults.clone(),
-                    });
-                    self.generation = g;
                     self.bytes = HEADER.len() as u64;
+                    let path = self.dir.join(journal_name(g));
+                    let direct = self.file.direct.is_some();
+                    let (sink, tail) =
+                        Sink::new(file, &path, self.bytes, direct, self.file.faults.clone());
+                    self.file = Arc::new(sink);
+                    self.tail = tail;
+                    self.generation = g;
                     if self.compact_tx.send(Task::Compact(g)).is_ok() {
                         self.compaction = Compaction::Running;
                     } else {
@@ -792,9 +933,18 @@ mod tests {
         assert!(j.failed().is_none());
     }
 
+    /// Through the page cache and with `O_DIRECT` (whole blocks, the last one written again
+    /// by the next batch): batches of many records, of one, and of an odd number, each
+    /// crossing block boundaries or not; three restarts in the middle of a block.
     #[test]
     fn always_keeps_zeros_ahead_of_the_data_and_a_restart_goes_on_after_the_data() {
-        let d = dir("prealloc");
+        for direct_io in [true, false] {
+            keeps_zeros_ahead_and_restarts_after_the_data(direct_io);
+        }
+    }
+
+    fn keeps_zeros_ahead_and_restarts_after_the_data(direct_io: bool) {
+        let d = dir(&format!("prealloc-{direct_io}"));
         let now = SystemClock::new().now();
         let config = CoreConfig {
             recording: true,
@@ -802,6 +952,7 @@ mod tests {
         };
         let options = || Options {
             sync: SyncPolicy::Always,
+            direct_io,
             ..Options::default()
         };
         let path = d.join(journal_name(1));
@@ -826,12 +977,19 @@ mod tests {
             .unwrap();
             assert_eq!(
                 replayed,
-                round * 2_000,
+                round * 1_430,
                 "every record of the earlier rounds"
             );
             assert!(found.notes.is_empty(), "{:?}", found.notes);
-            for _ in 0..20 {
-                push(&mut core, &mut j, 100);
+            // O_DIRECT where this file system takes it (ext4 here; not tmpfs on older kernels).
+            let supported = open_direct(&path).is_some();
+            assert_eq!(j.file.direct.is_some(), direct_io && supported);
+            assert_eq!(
+                j.tail.len() as u64,
+                j.bytes() % BLOCK as u64 * u64::from(direct_io && supported)
+            );
+            for count in [100; 10].into_iter().chain([1; 60]).chain([37; 10]) {
+                push(&mut core, &mut j, count);
             }
             let size = std::fs::metadata(&path).unwrap().len();
             let (min, _) = PREALLOC_BYTES;

@@ -207,6 +207,7 @@ impl Server {
             sync: config.sync,
             compact_min_bytes: config.compact_bytes_min,
             inline_sync_max_us: config.sync_inline_us,
+            direct_io: config.journal_direct,
             faults: config.faults,
         };
         let started = std::time::Instant::now();
