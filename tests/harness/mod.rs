@@ -329,6 +329,22 @@ impl Raw {
     pub fn closed(&mut self) -> bool {
         self.reply().is_none()
     }
+
+    /// True when the server has sent something not read yet (or closed the connection); never
+    /// waits. For ordering checks: "this reply had not arrived when that one did".
+    pub fn input_waiting(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        self.stream.set_nonblocking(true).expect("set nonblocking");
+        let peeked = self.stream.peek(&mut [0u8; 1]);
+        self.stream.set_nonblocking(false).expect("set blocking");
+        match peeked {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("peek: {e}"),
+        }
+    }
 }
 
 /// `+OK`
