@@ -2,9 +2,10 @@
 //! (a 100,000-job PUSHB, 5,000 sockets that never say HELLO, a HELLO flood with wrong passwords,
 //! a client that sends without reading, slowloris on the Web UI). Throughout each flood a
 //! well-behaved client ([`Probe`]) runs PUSH, FETCH, ACK in a loop on its own connection; its
-//! worst round-trip and the server's resident memory (`/proc/PID/status`) are measured and
-//! printed (`cargo test --test abuse -- --nocapture` shows them), and asserted against generous
-//! bounds. The floods run one at a time (a shared lock), so their figures do not mix.
+//! round-trips (99th percentile and worst) and the server's resident memory (`/proc/PID/status`)
+//! are measured and printed (`cargo test --test abuse -- --nocapture` shows them), and asserted
+//! against generous bounds. The floods run one at a time (a shared lock), so their figures do
+//! not mix.
 //!
 //! Servers here run with `--sync none`: the latency measured is the loop's (what a flood costs
 //! other clients), not the disk's.
@@ -23,9 +24,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use werk::resp::Frame;
 
-/// Worst round-trip allowed to the well-behaved client during a flood (debug build, 2 shared
-/// cores): generous, so that only a real stall of the loop fails it.
+/// The 99th percentile of the well-behaved client's round-trips allowed during a flood (debug
+/// build, 2 shared cores; see [`ProbeReport::p99`]): generous, so that only a loop slowed by the
+/// flood fails it.
 const LATENCY_BOUND: Duration = Duration::from_millis(500);
+/// Its worst round-trip allowed: much looser, as one scheduler hiccup on a loaded machine can
+/// take hundreds of milliseconds. (So one stall of the loop shorter than this passes; a loop
+/// slowed for longer shows in the percentile.)
+const WORST_LATENCY_BOUND: Duration = Duration::from_secs(3);
 /// Resident memory allowed to the server during a flood.
 const RSS_BOUND_KIB: u64 = 200 * 1024;
 
@@ -56,8 +62,25 @@ fn rss_kib(pid: u32) -> u64 {
 #[derive(Debug)]
 struct ProbeReport {
     rounds: u64,
-    worst: Duration,
+    /// Every command's round-trip.
+    samples: Vec<Duration>,
     rss_max_kib: u64,
+}
+
+impl ProbeReport {
+    /// The 99th percentile, as the slowest round-trip left once the slowest 1 % of them (at
+    /// least one) are set aside: one scheduler hiccup on a loaded machine does not count, a
+    /// loop slowed by the flood does.
+    fn p99(&self) -> Duration {
+        let mut sorted = self.samples.clone();
+        sorted.sort_unstable();
+        let keep = sorted.len() - sorted.len().div_ceil(100);
+        sorted[..keep].last().copied().unwrap_or_default()
+    }
+
+    fn worst(&self) -> Duration {
+        self.samples.iter().copied().max().unwrap_or_default()
+    }
 }
 
 /// A well-behaved client: PUSH, FETCH, ACK on its own queue in a loop (paced at one round per
@@ -77,7 +100,7 @@ impl Probe {
         let handle = std::thread::spawn(move || {
             let mut report = ProbeReport {
                 rounds: 0,
-                worst: Duration::ZERO,
+                samples: Vec::new(),
                 rss_max_kib: rss_kib(pid),
             };
             let mut n = 0u64;
@@ -87,7 +110,7 @@ impl Probe {
                 let mut timed = |line: &str| {
                     let start = Instant::now();
                     let reply = client.cmd(line);
-                    report.worst = report.worst.max(start.elapsed());
+                    report.samples.push(start.elapsed());
                     reply
                 };
                 assert_eq!(timed(&format!("PUSH {}", job(&jid, "probe"))), ok());
@@ -112,11 +135,13 @@ impl Probe {
 
 /// Prints and checks the figures of one flood.
 fn report(what: &str, probe: ProbeReport, rss_before: u64, rss_after: u64) {
+    let (p99, worst) = (probe.p99(), probe.worst());
     eprintln!(
-        "abuse figures: {what}: well-behaved client {} rounds, worst round-trip {:.1} ms; \
-         server RSS before {:.1} MB, max during {:.1} MB, after {:.1} MB",
+        "abuse figures: {what}: well-behaved client {} rounds, round-trip p99 {:.1} ms, worst \
+         {:.1} ms; server RSS before {:.1} MB, max during {:.1} MB, after {:.1} MB",
         probe.rounds,
-        probe.worst.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3,
         rss_before as f64 / 1024.0,
         probe.rss_max_kib as f64 / 1024.0,
         rss_after as f64 / 1024.0
@@ -126,9 +151,13 @@ fn report(what: &str, probe: ProbeReport, rss_before: u64, rss_after: u64) {
         "{what}: the well-behaved client never got through"
     );
     assert!(
-        probe.worst < LATENCY_BOUND,
-        "{what}: worst round-trip {:?}",
-        probe.worst
+        p99 < LATENCY_BOUND,
+        "{what}: round-trip p99 {p99:?} ({} round-trips)",
+        probe.samples.len()
+    );
+    assert!(
+        worst < WORST_LATENCY_BOUND,
+        "{what}: worst round-trip {worst:?}"
     );
     assert!(
         probe.rss_max_kib < RSS_BOUND_KIB && rss_after < RSS_BOUND_KIB,
@@ -478,9 +507,11 @@ fn pushb_of_100000_tiny_jobs() {
     let probe = probe.finish();
     eprintln!(
         "abuse figures: one PUSHB of 100,000 (--pushb-jobs-max 100000) answered in {:.0} ms; \
-         the well-behaved client's worst round-trip meanwhile {:.0} ms (not asserted)",
+         the well-behaved client's round-trip meanwhile p99 {:.0} ms, worst {:.0} ms (not \
+         asserted)",
         one_batch.as_secs_f64() * 1e3,
-        probe.worst.as_secs_f64() * 1e3
+        probe.p99().as_secs_f64() * 1e3,
+        probe.worst().as_secs_f64() * 1e3
     );
 }
 
