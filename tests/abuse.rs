@@ -16,10 +16,10 @@ mod harness;
 #[allow(dead_code)]
 mod http;
 
-use harness::{bulk, err, info, job, ok, run_to_exit, wait_until, Raw, Werk};
+use harness::{bulk, err, holds_for, info, job, ok, run_to_exit, wait_until, Raw, Werk};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use werk::resp::Frame;
@@ -792,7 +792,6 @@ fn a_hello_flood_with_wrong_passwords() {
 
 #[test]
 fn a_client_that_sends_without_reading() {
-    const SECONDS: u64 = 3;
     let _serial = serial();
     let w = Werk::start_with(&["--sync", "none"], &[]);
     let rss_before = rss_kib(w.pid());
@@ -801,51 +800,83 @@ fn a_client_that_sends_without_reading() {
         let push = format!("PUSH {}\r\nINFO\r\n", job(&format!("nr-{i:08}"), "nr"));
         stream.extend_from_slice(push.as_bytes());
     }
+    let total = stream.len();
     let probe = Probe::start(&w, None);
+    let mut watcher = Raw::ready(w.addr, "{}");
     let raw = Raw::ready(w.addr, "{}");
-    // PUSHes and INFOs, written for 3 s without reading a byte: werk must stop reading from
-    // this client once its replies pile up, and keep serving the probe meanwhile.
+    // PUSHes and INFOs, written without reading a byte: werk must stop reading from this client
+    // once its replies pile up, and keep serving the probe meanwhile.
     let mut writer = raw.stream.try_clone().unwrap();
     writer
         .set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender_taken, sender_stop) = (taken.clone(), stop.clone());
     let sender = std::thread::spawn(move || {
-        let start = Instant::now();
         let mut sent = 0usize;
-        let mut stalled_since = None;
-        // Keep trying for the whole time: each write waits up to 200 ms for room.
-        while start.elapsed() < Duration::from_secs(SECONDS) && sent < stream.len() {
+        // Keep trying until stopped: each write waits up to 200 ms for room.
+        while !sender_stop.load(Ordering::Relaxed) && sent < stream.len() {
             match writer.write(&stream[sent..]) {
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    sent += n;
+                    sender_taken.store(sent, Ordering::Relaxed);
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    stalled_since.get_or_insert(start.elapsed());
-                }
+                    ) => {}
                 Err(e) => panic!("write: {e}"),
             }
         }
-        (sent, stalled_since)
     });
-    let (sent, stalled_at) = sender.join().unwrap();
+    // werk stops reading this client once its replies pile up: the PUSHes it has applied
+    // (another connection's INFO counts them) stop growing, while the sender keeps trying.
+    let pushed = |watcher: &mut Raw| info(watcher)["faktory"]["queues"]["nr"].as_u64();
+    let start = Instant::now();
+    let mut last = (None, Instant::now());
+    let settled = wait_until(Duration::from_secs(20), || {
+        let n = pushed(&mut watcher);
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_millis(500)
+    });
+    let settled_at = last.1.saturating_duration_since(start);
+    // A writer is also held back (its writes stall) when werk reads it, only slower than it
+    // writes, or in bursts. werk has stopped: for another second nothing more is applied.
+    let applied = last.0;
+    let stopped = settled && holds_for(Duration::from_secs(1), || pushed(&mut watcher) == applied);
+    let applied_after = pushed(&mut watcher);
+    let sent = taken.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
     let rss_during = rss_kib(w.pid());
     let probe = probe.finish();
     eprintln!(
-        "abuse figures: sender without reading: {:.1} MB of PUSH+INFO written in {SECONDS} s; \
-         {} (werk stopped reading it); server RSS then {:.1} MB",
+        "abuse figures: sender without reading: werk applied {applied:?} of its PUSHes, the \
+         last at {:.0} ms ({applied_after:?} a second later); the sender got {:.1} of {:.1} MB \
+         of PUSH+INFO through; server RSS then {:.1} MB",
+        settled_at.as_secs_f64() * 1e3,
         sent as f64 / 1e6,
-        match stalled_at {
-            Some(t) => format!("the socket filled after {:.0} ms", t.as_secs_f64() * 1e3),
-            None => "the socket never filled".to_owned(),
-        },
+        total as f64 / 1e6,
         rss_during as f64 / 1024.0
     );
+    // Had werk read everything, the count would stop too: the sender must still be trying.
     assert!(
-        stalled_at.is_some(),
-        "werk kept reading a client that never reads"
+        sent < total,
+        "werk read all {total} bytes from a client that never reads"
+    );
+    assert!(
+        settled,
+        "werk kept reading a client that never reads: the PUSHes it applied never stopped \
+         growing for 500 ms (last {applied:?})"
+    );
+    assert!(
+        stopped,
+        "werk kept reading a client that never reads, in bursts: PUSHes applied {applied:?}, a \
+         second later {applied_after:?}"
     );
     report(
         "client sending without reading",

@@ -250,6 +250,21 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Checks `cond` every 50 ms for `window`; returns false as soon as it fails. For claims that
+/// something does *not* happen, where a window is the only evidence.
+pub fn holds_for(window: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if !cond() {
+            return false;
+        }
+        if start.elapsed() >= window {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A raw protocol connection.
 pub struct Raw {
     pub stream: TcpStream,
