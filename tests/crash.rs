@@ -858,12 +858,11 @@ fn consumer(addr: SocketAddr, seq: Seq, mut rng: Rng, wid: String) -> Vec<Entry>
 
 /// FETCHes and ACKs every job waiting in the queues (INFO says how many: no blocking FETCH),
 /// on four connections at once so that their records share fsyncs.
-fn drain(addr: SocketAddr, raw: &mut Raw, log: &mut Log, kind: Drain) -> u64 {
-    let mut n = 0;
+fn drain(addr: SocketAddr, raw: &mut Raw, log: &mut Log, kind: Drain) {
     loop {
         let waiting = queued(&info(raw));
         if waiting == 0 {
-            return n;
+            return;
         }
         let left = Arc::new(AtomicU64::new(waiting));
         let threads: Vec<_> = (0..4)
@@ -901,19 +900,18 @@ fn drain(addr: SocketAddr, raw: &mut Raw, log: &mut Log, kind: Drain) -> u64 {
             log.entries
                 .extend(t.join().expect("a drain thread panicked"));
         }
-        n += waiting;
     }
 }
 
 /// What the final phase found.
 #[derive(Debug, Default)]
 struct Final {
-    from_queues: u64,
     reserved: u64,
+    /// INFO's sizes of the retries and dead sets before they were requeued and drained, and the
+    /// jobs in the queues then (retries that fell due after the queues were drained).
     retries: u64,
     dead: u64,
-    from_retries: u64,
-    from_dead: u64,
+    due: u64,
     /// INFO's counters at the end.
     processed: u64,
     failures: u64,
@@ -930,10 +928,8 @@ fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
     let mut w = Werk::start_in(dir, &WERK_ARGS, &[]);
     let mut log = Log::new(seq);
     let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
-    let mut fin = Final {
-        from_queues: drain(w.addr, &mut raw, &mut log, Drain::Queue),
-        ..Final::default()
-    };
+    drain(w.addr, &mut raw, &mut log, Drain::Queue);
+    let mut fin = Final::default();
     let acked: HashSet<&str> = history
         .iter()
         .chain(&log.entries)
@@ -972,13 +968,14 @@ fn final_phase(dir: &Path, seq: &Seq, history: &mut Vec<Entry>) -> Final {
     assert_eq!(sets["scheduled"], 0, "nothing was scheduled: {i}");
     fin.retries = sets["retries"].as_u64().unwrap_or(0);
     fin.dead = sets["dead"].as_u64().unwrap_or(0);
+    fin.due = queued(&i);
     assert_eq!(
         raw.cmd(r#"MUTATE {"cmd":"requeue","target":"retries"}"#),
         ok()
     );
-    fin.from_retries = drain(w.addr, &mut raw, &mut log, Drain::Retries);
+    drain(w.addr, &mut raw, &mut log, Drain::Retries);
     assert_eq!(raw.cmd(r#"MUTATE {"cmd":"requeue","target":"dead"}"#), ok());
-    fin.from_dead = drain(w.addr, &mut raw, &mut log, Drain::Dead);
+    drain(w.addr, &mut raw, &mut log, Drain::Dead);
     let i = info(&mut raw);
     let sets = &i["faktory"]["sets"];
     assert_eq!(queued(&i), 0, "{i}");
@@ -1102,8 +1099,14 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     );
     println!(
         "crash: final phase: {} from the queues, {} still reserved (FAILed), retries {} / dead {} \
-         in INFO, {} drained from the retries, {} from the dead set",
-        c.drained_queue, fin.reserved, fin.retries, fin.dead, c.drained_retries, c.drained_dead
+         / fallen due {} in INFO, {} drained from the retries, {} from the dead set",
+        c.drained_queue,
+        fin.reserved,
+        fin.retries,
+        fin.dead,
+        fin.due,
+        c.drained_retries,
+        c.drained_dead
     );
     println!(
         "crash: INFO at the end: total_processed {}, total_failures {}; restarts that cut a torn \
@@ -1124,7 +1127,6 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(c.kills, cycles);
     // Every ACK and FAIL that got +OK released a reservation and counted (FAILs and expired
     // reservations count as failures too); the counters are durable as well.
     assert!(
@@ -1136,9 +1138,13 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         fin.failures,
         c.fails_ok
     );
+    // The jobs the clients fetched after each requeue (counted in the history) against what
+    // werk said those sets held before it (INFO; retries that fell due meanwhile were in the
+    // queues): a requeue that dropped or duplicated jobs shows here.
     assert_eq!(
-        (c.drained_queue, c.drained_retries, c.drained_dead),
-        (fin.from_queues, fin.from_retries, fin.from_dead)
+        (c.drained_retries, c.drained_dead),
+        (fin.retries + fin.due, fin.dead),
+        "jobs drained after requeueing the retries and the dead set, against their sizes"
     );
     assert!(
         c.pushes_ok > 0 && c.deliveries > 0 && c.acks_ok > 0,
