@@ -1805,13 +1805,20 @@ fn damaged_length_in_the_middle_is_refused_not_cut() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What one connection has received so far, without blocking for more than `wait`.
-fn received(stream: &mut TcpStream, got: &mut Vec<u8>, wait: Duration) {
-    stream.set_read_timeout(Some(wait)).expect("read timeout");
-    let mut chunk = [0u8; 4096];
-    if let Ok(n) = stream.read(&mut chunk) {
-        got.extend_from_slice(&chunk[..n]);
+/// Everything werk sent on a connection before it died (read to the end of the stream).
+fn sent_before_death(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut got = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut got) {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "reading from a dead werk"
+        );
     }
+    got
 }
 
 /// An ACK whose job is no longer reserved *in memory* used to get `+OK` at once, even when the
@@ -1823,96 +1830,93 @@ fn received(stream: &mut TcpStream, got: &mut Vec<u8>, wait: Duration) {
 /// client retries an ACK on a new connection.) Found by this test; fixed on main: a reply about
 /// stored state waits until every earlier change is durable.
 ///
-/// The test makes a long fsync (a 48 MiB job), sends both ACKs while it runs, gives werk a few
-/// milliseconds to answer, kills it, and checks after a restart that an ACK answered `+OK` left
-/// the job released. An attempt where the fsync ended before the kill proves nothing and is
-/// repeated with a shorter window; if the disk is always faster, the test says so and passes.
+/// The test holds an fsync in flight for certain (`WERK_FAULTS`: the third sync takes 10 s
+/// longer), sends both ACKs while it runs, waits until werk has applied both (INFO's command
+/// count), kills it, and checks after a restart that the job is still reserved (the release
+/// was not durable) and that neither ACK got `+OK`.
 #[test]
 fn ack_is_not_answered_from_state_that_is_not_durable() {
-    let mut inconclusive = 0;
-    for (attempt, window_us) in [2000u64, 1000, 500, 250, 2000, 1000, 500, 250]
-        .into_iter()
-        .enumerate()
-    {
-        let dir = temp_dir("ackrace");
-        let args = ["--sync", "always", "--line-bytes-max", "67108864"];
-        let mut w = Werk::start_in(&dir, &args, &[]);
-        let mut a = Raw::ready(w.addr, r#"{"v":2,"wid":"worker-a"}"#);
-        let mut b = Raw::ready(w.addr, r#"{"v":2,"wid":"worker-b"}"#);
-        let mut c = Raw::ready(w.addr, r#"{"v":2}"#);
-        let job = r#"{"jid":"raced-ack-1","jobtype":"T","args":[1]}"#;
-        assert_eq!(a.cmd(&format!("PUSH {job}")), ok());
-        assert!(bulk(a.cmd("FETCH default")).contains("raced-ack-1"));
-        // A 48 MiB job: its write, then a long fsync on the sync thread.
-        let journal = journal_files(&dir).pop().expect("journal");
-        let before = std::fs::metadata(&journal).expect("journal").len();
-        let big = 48 << 20;
-        c.send(&format!(
-            r#"PUSH {{"jid":"big-job-1","jobtype":"T","args":["{}"]}}"#,
-            "x".repeat(big)
-        ));
-        let written = harness::wait_until(Duration::from_secs(20), || {
-            std::fs::metadata(&journal).map_or(0, |m| m.len()) >= before + big as u64
-        });
-        assert!(written, "the big job never reached the journal");
-        // Both connections ACK the job: whichever runs first releases it (a record that waits
-        // for the sync in flight); the other finds it released already.
-        a.send(r#"ACK {"jid":"raced-ack-1"}"#);
-        b.send(r#"ACK {"jid":"raced-ack-1"}"#);
-        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-        let window = Instant::now() + Duration::from_micros(window_us);
-        while Instant::now() < window {
-            received(&mut a.stream, &mut got_a, Duration::from_micros(50));
-            received(&mut b.stream, &mut got_b, Duration::from_micros(50));
-        }
-        w.kill9();
-        // Everything werk wrote before it died.
-        received(&mut a.stream, &mut got_a, Duration::from_millis(50));
-        received(&mut b.stream, &mut got_b, Duration::from_millis(50));
-        let mut big_reply = Vec::new();
-        received(&mut c.stream, &mut big_reply, Duration::from_millis(50));
-        let shown = |g: &[u8]| String::from_utf8_lossy(g).into_owned();
-        if big_reply.starts_with(b"+OK") {
-            // The fsync ended before the kill: nothing to learn.
-            println!(
-                "ackrace: attempt {attempt} inconclusive (the sync ended within {window_us} µs): \
-                 A {:?}, B {:?}",
-                shown(&got_a),
-                shown(&got_b)
-            );
-            inconclusive += 1;
-            drop(w);
-            let _ = std::fs::remove_dir_all(&dir);
-            continue;
-        }
-        let answered = [&got_a, &got_b]
-            .iter()
-            .filter(|g| g.starts_with(b"+OK"))
-            .count();
-        let w2 = Werk::start_in(&dir, &[], &[]);
-        let mut r = Raw::ready(w2.addr, r#"{"v":2}"#);
-        let working = info(&mut r)["faktory"]["sets"]["working"].clone();
-        drop(r);
-        drop(w2);
-        let _ = std::fs::remove_dir_all(&dir);
-        println!(
-            "ackrace: attempt {attempt}: killed {window_us} µs after the ACKs, during the sync; \
-             ACK replies before the kill: A {:?}, B {:?}; reserved after the restart: {working}",
-            shown(&got_a),
-            shown(&got_b)
-        );
-        assert!(
-            answered == 0 || working == 0,
-            "an ACK of raced-ack-1 got +OK (A {:?}, B {:?}) while the release was not durable; \
-             after kill -9 and a restart the job is still reserved and will be delivered again",
-            shown(&got_a),
-            shown(&got_b)
-        );
-        return;
-    }
+    let dir = temp_dir("ackrace");
+    // The PUSH and the FETCH of raced-ack-1 are the first two syncs; the third, of c's PUSH,
+    // takes 10 s longer: werk is killed long before it ends.
+    let mut w = Werk::start_in(
+        &dir,
+        &["--sync", "always"],
+        &[("WERK_FAULTS", "sync-slow-ms=10000,sync-slow-after=2")],
+    );
+    let mut a = Raw::ready(w.addr, r#"{"v":2,"wid":"worker-a"}"#);
+    let mut b = Raw::ready(w.addr, r#"{"v":2,"wid":"worker-b"}"#);
+    let mut c = Raw::ready(w.addr, r#"{"v":2}"#);
+    let mut watcher = Raw::ready(w.addr, r#"{"v":2}"#);
+    let job = r#"{"jid":"raced-ack-1","jobtype":"T","args":[1]}"#;
+    assert_eq!(a.cmd(&format!("PUSH {job}")), ok());
+    assert!(bulk(a.cmd("FETCH default")).contains("raced-ack-1"));
+    // The slow sync: it starts at the end of the turn that applied the PUSH, so it is in flight
+    // once INFO shows the job.
+    c.send(r#"PUSH {"jid":"slow-sync-1","jobtype":"T","args":[],"queue":"slow"}"#);
+    assert!(
+        harness::wait_until(Duration::from_secs(10), || {
+            info(&mut watcher)["faktory"]["queues"]["slow"] == 1
+        }),
+        "the PUSH of slow-sync-1 was never applied"
+    );
+    let commands = |watcher: &mut Raw| {
+        info(watcher)["server"]["command_count"]
+            .as_u64()
+            .expect("command_count")
+    };
+    let before = commands(&mut watcher);
+    // Both connections ACK the job: whichever runs first releases it (a record that waits
+    // for the sync in flight); the other finds it released already.
+    a.send(r#"ACK {"jid":"raced-ack-1"}"#);
+    b.send(r#"ACK {"jid":"raced-ack-1"}"#);
+    // werk has applied both once the count, which includes every INFO asked since, is 2 more.
+    let mut asked = 0;
+    assert!(
+        harness::wait_until(Duration::from_secs(10), || {
+            asked += 1;
+            commands(&mut watcher) >= before + asked + 2
+        }),
+        "werk never applied both ACKs"
+    );
+    // One more INFO, answered in a later turn: the replies of the turn that applied the ACKs, if
+    // werk released them, are written.
+    info(&mut watcher);
+    w.kill9();
+    let (got_a, got_b) = (
+        sent_before_death(&mut a.stream),
+        sent_before_death(&mut b.stream),
+    );
+    let shown = |g: &[u8]| String::from_utf8_lossy(g).into_owned();
+    let slow_reply = sent_before_death(&mut c.stream);
+    assert!(
+        slow_reply.is_empty(),
+        "the slow sync ended before the kill ({:?}): the test shows nothing",
+        shown(&slow_reply)
+    );
+    let w2 = Werk::start_in(&dir, &[], &[]);
+    let mut r = Raw::ready(w2.addr, r#"{"v":2}"#);
+    let working = info(&mut r)["faktory"]["sets"]["working"].clone();
+    drop(r);
+    drop(w2);
+    let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "ackrace: NOTE: no conclusive attempt ({inconclusive} tried): this disk syncs 48 MiB in \
-         under 250 µs, so the test proved nothing here"
+        "ackrace: killed during the sync, both ACKs applied; ACK replies before the kill: A {:?}, \
+         B {:?}; reserved after the restart: {working}",
+        shown(&got_a),
+        shown(&got_b)
+    );
+    assert_eq!(
+        working, 1,
+        "raced-ack-1 is not reserved after the restart: its release was durable, so the kill did \
+         not land where this test needs it"
+    );
+    assert!(
+        got_a.is_empty() && got_b.is_empty(),
+        "an ACK of raced-ack-1 was answered (A {:?}, B {:?}) while the release was not durable; \
+         after kill -9 and a restart the job is still reserved and will be delivered again",
+        shown(&got_a),
+        shown(&got_b)
     );
 }
 
