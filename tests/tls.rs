@@ -7,7 +7,7 @@
 
 mod harness;
 
-use harness::{bulk, job, ok, run_to_exit, temp_dir, wait_until, Werk};
+use harness::{bulk, job, ok, run_to_exit, temp_dir, wait_until, Raw, Werk};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::io::{ErrorKind, Read, Write};
@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use werk::resp::{decode, Frame};
+use werk::resp::Frame;
 
 /// A config directory holding a leaf certificate (chain: leaf, CA) and its key; returns the
 /// directory and the CA certificate clients should trust.
@@ -78,46 +78,9 @@ fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>) -> Tls {
     StreamOwned::new(ClientConnection::new(config, name).unwrap(), sock)
 }
 
-/// A Faktory client over a TLS stream: lines out, RESP frames in.
-struct Client {
-    tls: Tls,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> (Client, String) {
-        let mut c = Client {
-            tls: connect_tls(addr, config),
-            buf: Vec::new(),
-        };
-        let hi = match c.reply() {
-            Some(Frame::Simple(s)) => s,
-            other => panic!("expected HI, got {other:?}"),
-        };
-        (c, hi)
-    }
-
-    fn reply(&mut self) -> Option<Frame> {
-        loop {
-            if let Some((frame, used)) = decode(&self.buf).expect("valid RESP") {
-                self.buf.drain(..used);
-                return Some(frame);
-            }
-            let mut chunk = [0u8; 16384];
-            match self.tls.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("TLS read: {e}"),
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> Frame {
-        self.tls
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        self.reply().expect("connection closed")
-    }
+/// Connects a Faktory client over TLS (the harness's raw client on a TLS stream) and reads HI.
+fn tls_client(addr: SocketAddr, config: Arc<ClientConfig>) -> (Raw<Tls>, String) {
+    Raw::greeted(connect_tls(addr, config))
 }
 
 #[test]
@@ -133,9 +96,9 @@ fn the_protocol_works_over_tls_1_3_and_1_2() {
             rustls::ProtocolVersion::TLSv1_2,
         ),
     ] {
-        let (mut c, hi) = Client::connect(w.addr, client_config(&ca, versions));
+        let (mut c, hi) = tls_client(w.addr, client_config(&ca, versions));
         assert_eq!(hi, r#"HI {"v":2}"#);
-        assert_eq!(c.tls.conn.protocol_version(), Some(expect));
+        assert_eq!(c.stream.conn.protocol_version(), Some(expect));
         assert_eq!(c.cmd(r#"HELLO {"v":2}"#), ok());
         assert_eq!(c.cmd(&format!("PUSH {}", job("tls-jid-0001", "q"))), ok());
         let fetched = bulk(c.cmd("FETCH q"));
@@ -145,15 +108,16 @@ fn the_protocol_works_over_tls_1_3_and_1_2() {
         let info: serde_json::Value = serde_json::from_str(&bulk(c.cmd("INFO"))).unwrap();
         assert!(info["faktory"]["total_processed"].as_u64().unwrap() >= 1);
         // END: the server closes, with close_notify (a cut connection would be a read error).
-        c.tls.write_all(b"END\r\n").unwrap();
-        assert!(c.reply().is_none());
+        c.send_bytes(b"END\r\n");
+        let end = c.try_reply();
+        assert!(matches!(end, Ok(None)), "no clean close after END: {end:?}");
     }
 }
 
 #[test]
 fn a_password_challenge_works_over_tls_and_a_big_batch_gets_through() {
     let (w, ca) = start_tls(&[], &[("FAKTORY_PASSWORD", "s3cret")]);
-    let (mut c, hi) = Client::connect(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
+    let (mut c, hi) = tls_client(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
     let hi: serde_json::Value = serde_json::from_str(hi.trim_start_matches("HI ")).unwrap();
     let salt = hi["s"].as_str().unwrap();
     let iterations = hi["i"].as_u64().unwrap() as u32;
@@ -169,7 +133,7 @@ fn a_password_challenge_works_over_tls_and_a_big_batch_gets_through() {
     let pushed = c.cmd(&format!("PUSHB [{}]", jobs.join(",")));
     assert!(pushed == bulk_empty_map(), "PUSHB refused some jobs");
     let fetches = "FETCH big\r\n".repeat(2000);
-    c.tls.write_all(fetches.as_bytes()).unwrap();
+    c.send_bytes(fetches.as_bytes());
     for i in 0..2000 {
         let body = bulk(c.reply().expect("a reply per FETCH"));
         assert!(
@@ -264,7 +228,7 @@ fn a_plaintext_client_gets_no_service() {
     let got = read_until_closed(&mut browser);
     assert!(!got.starts_with(b"HTTP"), "{got:?}");
     // The server goes on serving.
-    let (mut c, _) = Client::connect(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
+    let (mut c, _) = tls_client(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
     assert_eq!(c.cmd(r#"HELLO {"v":2}"#), ok());
 }
 
@@ -297,7 +261,7 @@ fn tls_1_1_and_older_are_refused() {
         assert!([70, 40].contains(&got[6]), "{got:?}");
     }
     // The server still serves a good client afterwards.
-    let (mut c, _) = Client::connect(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
+    let (mut c, _) = tls_client(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
     assert_eq!(c.cmd(r#"HELLO {"v":2}"#), ok());
 }
 
@@ -308,7 +272,7 @@ fn a_client_that_does_not_trust_the_certificate_fails_and_the_server_goes_on() {
     let mut bad = connect_tls(w.addr, client_config(&other_ca, rustls::ALL_VERSIONS));
     let mut buf = [0u8; 16];
     assert!(bad.read(&mut buf).is_err());
-    let (mut c, _) = Client::connect(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
+    let (mut c, _) = tls_client(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
     assert_eq!(c.cmd(r#"HELLO {"v":2}"#), ok());
     assert_eq!(c.cmd("FLUSH"), ok());
 }

@@ -265,43 +265,30 @@ pub fn holds_for(window: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A raw protocol connection.
-pub struct Raw {
-    pub stream: TcpStream,
+/// A raw protocol connection: lines out, RESP frames in, over a TCP stream or any other byte
+/// stream (the TLS tests use a rustls stream).
+pub struct Raw<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
-impl Raw {
+impl<S: Read + Write> Raw<S> {
     /// Wraps a connected stream without reading anything (the caller reads HI).
-    pub fn from_stream(stream: TcpStream) -> Raw {
+    pub fn from_stream(stream: S) -> Raw<S> {
         Raw {
             stream,
             buf: Vec::new(),
         }
     }
 
-    /// Connects and reads the HI line.
-    pub fn connect(addr: SocketAddr) -> (Raw, String) {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut raw = Raw {
-            stream,
-            buf: Vec::new(),
-        };
+    /// Wraps a connected stream and reads the HI line.
+    pub fn greeted(stream: S) -> (Raw<S>, String) {
+        let mut raw = Raw::from_stream(stream);
         let hi = match raw.reply() {
             Some(Frame::Simple(s)) => s,
             other => panic!("expected HI, got {other:?}"),
         };
         (raw, hi)
-    }
-
-    /// Connects and says HELLO (no password); panics unless `+OK`.
-    pub fn ready(addr: SocketAddr, hello: &str) -> Raw {
-        let (mut raw, _) = Raw::connect(addr);
-        assert_eq!(raw.cmd(&format!("HELLO {hello}")), ok());
-        raw
     }
 
     /// Writes raw bytes.
@@ -314,23 +301,32 @@ impl Raw {
         self.send_bytes(format!("{line}\r\n").as_bytes());
     }
 
-    /// Reads one reply; `None` on EOF (or a reset).
-    pub fn reply(&mut self) -> Option<Frame> {
+    /// Reads one reply; `Ok(None)` at the end of the stream, `Err` on a failed read (a reset, a
+    /// timeout, a TLS stream cut without close_notify).
+    pub fn try_reply(&mut self) -> std::io::Result<Option<Frame>> {
         loop {
             if let Some((frame, used)) = decode(&self.buf).expect("valid RESP") {
                 self.buf.drain(..used);
-                return Some(frame);
+                return Ok(Some(frame));
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
+                Ok(0) => return Ok(None),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 // A stop and continue of the test process (SIGSTOP/SIGCONT, a cgroup freezer)
                 // interrupts a socket read that has a timeout, even without signal handlers.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("read: {e}"),
+                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Reads one reply; `None` on EOF (or a reset).
+    pub fn reply(&mut self) -> Option<Frame> {
+        match self.try_reply() {
+            Ok(frame) => frame,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("read: {e}"),
         }
     }
 
@@ -343,6 +339,24 @@ impl Raw {
     /// True when the server closes the connection (EOF) before sending anything more.
     pub fn closed(&mut self) -> bool {
         self.reply().is_none()
+    }
+}
+
+impl Raw<TcpStream> {
+    /// Connects and reads the HI line.
+    pub fn connect(addr: SocketAddr) -> (Raw, String) {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw::greeted(stream)
+    }
+
+    /// Connects and says HELLO (no password); panics unless `+OK`.
+    pub fn ready(addr: SocketAddr, hello: &str) -> Raw {
+        let (mut raw, _) = Raw::connect(addr);
+        assert_eq!(raw.cmd(&format!("HELLO {hello}")), ok());
+        raw
     }
 
     /// True when the server has sent something not read yet (or closed the connection); never
