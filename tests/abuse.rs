@@ -16,7 +16,7 @@ mod harness;
 #[allow(dead_code)]
 mod http;
 
-use harness::{bulk, err, holds_for, info, job, ok, run_to_exit, wait_until, Raw, Werk};
+use harness::{bulk, err, holds_for, info, job, ok, pwdhash, run_to_exit, wait_until, Raw, Werk};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -211,9 +211,9 @@ impl Client {
         let hi = self.hi();
         let mut hello: serde_json::Value = serde_json::from_str(fields).expect("fields");
         if let Some(p) = password {
-            let rounds = hi["i"].as_u64().expect("i") as u32;
+            let rounds = hi["i"].as_u64().expect("i");
             let salt = hi["s"].as_str().expect("s");
-            hello["pwdhash"] = hex::encode(werk::auth::hash(p, salt, rounds)).into();
+            hello["pwdhash"] = pwdhash(p, salt, rounds).into();
             hello["v"] = 2.into();
         }
         format!("HELLO {hello}")
@@ -682,7 +682,7 @@ fn wrong_passwords_block_an_address_not_its_neighbours() {
         wait_until(Duration::from_secs(10), || {
             let mut c = Client::connect(w.addr, home);
             let salt = c.hi()["s"].as_str().expect("s").to_owned();
-            let hash = hex::encode(werk::auth::hash(PW, &salt, 1));
+            let hash = pwdhash(PW, &salt, 1);
             let sent = Instant::now();
             match c.cmd(&format!(r#"HELLO {{"pwdhash":"{hash}"}}"#)) {
                 f if f == ok() => {

@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::{ok, run_to_exit, temp_dir, wait_until, Raw, Werk};
+use harness::{ok, pwdhash, run_to_exit, temp_dir, wait_until, Raw, Werk};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ fn hello(addr: SocketAddr, password: Option<&str>) -> (Raw, Frame) {
     let hi: serde_json::Value = serde_json::from_str(hi.trim_start_matches("HI ")).unwrap();
     let line = match (password, hi["s"].as_str(), hi["i"].as_u64()) {
         (Some(pw), Some(salt), Some(rounds)) => {
-            let hash = hex::encode(werk::auth::hash(pw, salt, rounds as u32));
+            let hash = pwdhash(pw, salt, rounds);
             format!(r#"HELLO {{"v":2,"pwdhash":"{hash}"}}"#)
         }
         _ => r#"HELLO {"v":2}"#.to_owned(),

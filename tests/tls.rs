@@ -7,7 +7,7 @@
 
 mod harness;
 
-use harness::{bulk, job, ok, run_to_exit, temp_dir, wait_until, Raw, Werk};
+use harness::{bulk, job, ok, pwdhash, run_to_exit, temp_dir, wait_until, Raw, Werk};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::io::{ErrorKind, Read, Write};
@@ -120,8 +120,8 @@ fn a_password_challenge_works_over_tls_and_a_big_batch_gets_through() {
     let (mut c, hi) = tls_client(w.addr, client_config(&ca, rustls::ALL_VERSIONS));
     let hi: serde_json::Value = serde_json::from_str(hi.trim_start_matches("HI ")).unwrap();
     let salt = hi["s"].as_str().unwrap();
-    let iterations = hi["i"].as_u64().unwrap() as u32;
-    let hash = hex::encode(werk::auth::hash("s3cret", salt, iterations));
+    let iterations = hi["i"].as_u64().unwrap();
+    let hash = pwdhash("s3cret", salt, iterations);
     assert_eq!(
         c.cmd(&format!(r#"HELLO {{"v":2,"pwdhash":"{hash}"}}"#)),
         ok()

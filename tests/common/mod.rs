@@ -776,18 +776,12 @@ pub fn total(info: &Value, key: &str) -> u64 {
 // Passwords (PROTOCOL.md §2.4)
 // ---------------------------------------------------------------------------------------------
 
-/// `lowercase_hex(SHA256^rounds(password ++ salt))`.
-pub fn pwdhash(password: &str, salt: &str, rounds: u64) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(password.as_bytes());
-    h.update(salt.as_bytes());
-    let mut d = h.finalize();
-    for _ in 1..rounds {
-        d = Sha256::digest(d);
-    }
-    hex::encode(d)
-}
+/// The one copy is the harness's (`tests/harness/password.rs`), shared by both harnesses. A test
+/// that includes both (web.rs) compiles it twice, which is harmless.
+#[path = "../harness/password.rs"]
+#[allow(clippy::duplicate_mod)]
+mod password;
+pub use password::pwdhash;
 
 // ---------------------------------------------------------------------------------------------
 // Time

@@ -1,5 +1,6 @@
 //! Shared test harness: the real `werk` binary on an ephemeral port with its own temporary data
-//! directory, a raw RESP client, and `wait_until` (tests await conditions, never bare sleeps).
+//! directory, a raw RESP client, `wait_until` (tests await conditions, never bare sleeps), and the
+//! client's side of the password challenge (`pwdhash`, independent of `werk::auth`).
 
 #![allow(dead_code)]
 
@@ -11,6 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use werk::resp::{decode, Frame};
+
+mod password;
+// Not every test that includes the harness logs in with a password.
+#[allow(unused_imports)]
+pub use password::pwdhash;
 
 /// A running `werk` process; killed and cleaned up on drop.
 pub struct Werk {
