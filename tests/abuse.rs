@@ -11,7 +11,7 @@
 //! other clients), not the disk's.
 
 mod harness;
-/// The Web UI tests' HTTP helpers (its base64 encoder, for basic auth).
+/// The Web UI tests' HTTP helpers (requests, and the base64 encoder for basic auth).
 #[path = "common/http.rs"]
 #[allow(dead_code)]
 mod http;
@@ -931,11 +931,8 @@ fn slowloris_on_the_web_ui() {
     }
     let all_closed = start.elapsed();
     // The Web UI serves again.
-    let mut page = TcpStream::connect(web).unwrap();
-    write!(page, "GET /health HTTP/1.1\r\nHost: {web}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    page.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let health = http::Req::get("/health").send(web);
+    assert_eq!(health.status, 200, "{health:?}");
     let probe = probe.finish();
     eprintln!(
         "abuse figures: slowloris: {SLOW} slow Web UI connections all closed by werk after \

@@ -5,9 +5,12 @@
 //! is never read. SIGTERM with queued jobs is in `server_durability.rs`.
 
 mod harness;
+/// The Web UI tests' HTTP helpers.
+#[path = "common/http.rs"]
+#[allow(dead_code)]
+mod http;
 
 use harness::{ok, pwdhash, run_to_exit, temp_dir, wait_until, Raw, Werk};
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -324,12 +327,10 @@ fn health_probes_that_connect_and_close_log_nothing_above_debug() {
     // The Web UI's port: a TCP check, then an HTTP one.
     let web = w.web.expect("web UI on");
     drop(TcpStream::connect(web).unwrap());
-    let mut http = TcpStream::connect(web).unwrap();
-    http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    http.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let health = http::Req::get("/health")
+        .header("Connection", "close")
+        .send(web);
+    assert_eq!(health.status, 200, "{health:?}");
     // And a client that reads HI and leaves.
     drop(Raw::connect(w.addr));
     assert!(wait_until(WAIT, || w
