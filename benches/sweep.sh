@@ -1,17 +1,21 @@
 #!/bin/bash
 # Throughput against connections, in one run: Redis LPUSH (the ceiling, persistence off), Redis
 # LPUSH with appendfsync always (the same durability as werk --sync always), werk --sync always
-# and werk --sync none, push and process, at 1, 10, 20 and 50 connections. Prints a table and
-# writes it as TSV to ${OUT:-target/sweep.tsv} for benches/plot.py.
+# and werk --sync none, push and process, at 1, 10, 20 and 50 connections. Each figure is the
+# median of REPEAT rounds (3 by default; in each round every server runs once, in turn: runs on
+# a shared VM vary by 10-30 % between minutes). Prints a table and writes the medians as TSV to
+# ${OUT:-target/sweep.tsv} for benches/plot.py.
 #
 #   benches/sweep.sh                # needs redis-server and redis-benchmark for the ceiling
 #   CONNS="1 20" benches/sweep.sh   # fewer points
+#   REPEAT=5 benches/sweep.sh       # more rounds per point
 #
 # Everything talks to 127.0.0.1 only and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 CONNS=${CONNS:-"1 10 20 50"}
+REPEAT=${REPEAT:-3}
 OUT=${OUT:-target/sweep.tsv}
 WPORT=7569
 RPORT=7570
@@ -53,15 +57,25 @@ werk_rates() { # sync conns -> "push_rate process_rate push_p99"
   echo "$pr $cr $p99"
 }
 
-printf "%5s %12s %12s %12s %12s %6s %14s %14s %6s %6s\n" conns redis-lpush redis-aof always-push none-push ratio always-process none-process ratio lpush%
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+echo "each figure: the median of $REPEAT rounds; in each round every server runs once, in turn"
+printf "%5s %12s %12s %12s %12s %6s %14s %14s %6s %6s %8s\n" conns redis-lpush redis-aof always-push none-push ratio always-process none-process ratio lpush% p99-us
 for c in $CONNS; do
-  r=$(redis_rate "$c")
-  ra=$(redis_rate "$c" aof)
-  read -r ap ac ap99 <<<"$(werk_rates always "$c")"
-  read -r np nc np99 <<<"$(werk_rates none "$c")"
+  r="" ra="" ap="" ac="" ap99="" np="" nc="" np99=""
+  for _ in $(seq 1 "$REPEAT"); do
+    r="$r $(redis_rate "$c")"
+    ra="$ra $(redis_rate "$c" aof)"
+    read -r p1 c1 q1 <<<"$(werk_rates always "$c")"
+    read -r p2 c2 q2 <<<"$(werk_rates none "$c")"
+    ap="$ap $p1" ac="$ac $c1" ap99="$ap99 $q1" np="$np $p2" nc="$nc $c2" np99="$np99 $q2"
+  done
+  echo "  $c connections, each round: lpush [$r ] always push [$ap ] process [$ac ]"
+  r=$(echo "$r" | median) ra=$(echo "$ra" | median) ap=$(echo "$ap" | median)
+  ac=$(echo "$ac" | median) ap99=$(echo "$ap99" | median) np=$(echo "$np" | median)
+  nc=$(echo "$nc" | median) np99=$(echo "$np99" | median)
   printf "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n" "$c" "$r" "$ra" "$ap" "$np" "$ac" "$nc" "$ap99" "$np99" >>"$OUT"
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-  printf "%5d %12d %12d %12d %12d %6s %14d %14d %6s %6s\n" "$c" "$r" "$ra" "$ap" "$np" "$(ratio "$ap" "$np")" \
-    "$ac" "$nc" "$(ratio "$ac" "$nc")" "$(ratio "$np" "$r")"
+  printf "%5d %12d %12d %12d %12d %6s %14d %14d %6s %6s %8d\n" "$c" "$r" "$ra" "$ap" "$np" "$(ratio "$ap" "$np")" \
+    "$ac" "$nc" "$(ratio "$ac" "$nc")" "$(ratio "$np" "$r")" "$ap99"
 done
 echo "written: $OUT (plot: python3 benches/plot.py $OUT docs/throughput.svg)"
