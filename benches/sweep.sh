@@ -57,25 +57,27 @@ werk_rates() { # sync conns -> "push_rate process_rate push_p99"
   echo "$pr $cr $p99"
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-echo "each figure: the median of $REPEAT rounds; in each round every server runs once, in turn"
-printf "%5s %12s %12s %12s %12s %6s %14s %14s %6s %6s %8s\n" conns redis-lpush redis-aof always-push none-push ratio always-process none-process ratio lpush% p99-us
+echo "each figure: the median of $REPEAT rounds; in each round every server runs once, in turn;"
+echo "each ratio: the median of the $REPEAT ratios measured within one round"
+printf "%5s %10s %10s %10s %10s %10s %10s %10s %10s %10s %7s\n" conns redis-lpush redis-aof always-push none-push always/none push/lpush always-proc none-proc proc/lpush p99-us
 for c in $CONNS; do
-  r="" ra="" ap="" ac="" ap99="" np="" nc="" np99=""
+  r="" ra="" ap="" ac="" ap99="" np="" nc="" np99="" q_an="" q_al="" q_pl=""
   for _ in $(seq 1 "$REPEAT"); do
-    r="$r $(redis_rate "$c")"
+    r1=$(redis_rate "$c")
     ra="$ra $(redis_rate "$c" aof)"
-    read -r p1 c1 q1 <<<"$(werk_rates always "$c")"
-    read -r p2 c2 q2 <<<"$(werk_rates none "$c")"
-    ap="$ap $p1" ac="$ac $c1" ap99="$ap99 $q1" np="$np $p2" nc="$nc $c2" np99="$np99 $q2"
+    read -r p1 c1 s1 <<<"$(werk_rates always "$c")"
+    read -r p2 c2 s2 <<<"$(werk_rates none "$c")"
+    r="$r $r1" ap="$ap $p1" ac="$ac $c1" ap99="$ap99 $s1" np="$np $p2" nc="$nc $c2" np99="$np99 $s2"
+    q_an="$q_an $(ratio "$p1" "$p2")" q_al="$q_al $(ratio "$p1" "$r1")" q_pl="$q_pl $(ratio "$c1" "$r1")"
   done
-  echo "  $c connections, each round: lpush [$r ] always push [$ap ] process [$ac ]"
+  echo "  $c connections, per round: lpush [$r ] always push [$ap ] process [$ac ] push/lpush [$q_al ] proc/lpush [$q_pl ]"
   r=$(echo "$r" | median) ra=$(echo "$ra" | median) ap=$(echo "$ap" | median)
   ac=$(echo "$ac" | median) ap99=$(echo "$ap99" | median) np=$(echo "$np" | median)
   nc=$(echo "$nc" | median) np99=$(echo "$np99" | median)
   printf "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n" "$c" "$r" "$ra" "$ap" "$np" "$ac" "$nc" "$ap99" "$np99" >>"$OUT"
-  printf "%5d %12d %12d %12d %12d %6s %14d %14d %6s %6s %8d\n" "$c" "$r" "$ra" "$ap" "$np" "$(ratio "$ap" "$np")" \
-    "$ac" "$nc" "$(ratio "$ac" "$nc")" "$(ratio "$np" "$r")" "$ap99"
+  printf "%5d %10d %10d %10d %10d %10s %10s %10d %10d %10s %7d\n" "$c" "$r" "$ra" "$ap" "$np" \
+    "$(echo "$q_an" | median)" "$(echo "$q_al" | median)" "$ac" "$nc" "$(echo "$q_pl" | median)" "$ap99"
 done
 echo "written: $OUT (plot: python3 benches/plot.py $OUT docs/throughput.svg)"
