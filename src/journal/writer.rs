@@ -589,10 +589,13 @@ impl Journal {
         if self.staged.is_empty() || self.in_flight || self.failed.is_some() {
             return;
         }
-        let written = if self.file.direct.is_some() {
+        // While a compaction writes its snapshot the disk's queue is long, and a direct write
+        // waits in it on the loop (slowest turn 10–14 ms against 4–5 ms): the page cache takes
+        // those batches, and the sync thread waits for the disk instead.
+        let written = if self.file.direct.is_some() && !self.compacting() {
             self.write_direct()
         } else {
-            self.file.write_at(&self.staged, self.bytes, false)
+            self.write_buffered()
         };
         if let Err(e) = written {
             // Part of the batch may be in the file, followed by preallocated zeros: a record
@@ -631,6 +634,25 @@ impl Journal {
                 zero_fill => self.request_sync(zero_fill),
             },
         }
+    }
+
+    /// Writes the staged batch through the page cache, after the data. With an `O_DIRECT`
+    /// handle (a compaction is running) the last partial block is kept up to date for the
+    /// direct writes that follow; the kernel keeps the two views of the file coherent.
+    fn write_buffered(&mut self) -> io::Result<()> {
+        self.file.write_at(&self.staged, self.bytes, false)?;
+        if self.file.direct.is_some() {
+            let end = self.bytes + self.staged.len() as u64;
+            let keep = (end % BLOCK as u64) as usize;
+            if keep <= self.staged.len() {
+                self.tail.clear();
+                self.tail
+                    .extend_from_slice(&self.staged[self.staged.len() - keep..]);
+            } else {
+                self.tail.extend_from_slice(&self.staged);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the staged batch through the `O_DIRECT` handle: the last partial block's data
@@ -1001,6 +1023,79 @@ mod tests {
             drop(j);
             core = Core::new(config.clone(), now, 1);
         }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// While a compaction runs, batches go through the page cache; before and after it, with
+    /// `O_DIRECT`, into the same file and often the same block: each kind must go on exactly
+    /// where the other stopped. (The compaction itself is not run: its state is set, so the
+    /// batches in between are known to take the page cache.)
+    #[test]
+    fn direct_and_page_cache_batches_take_turns_in_one_file() {
+        let d = dir("mixed");
+        let now = SystemClock::new().now();
+        let config = CoreConfig {
+            recording: true,
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(config.clone(), now, 1);
+        let (mut j, _) =
+            Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |_| Ok(())).unwrap();
+        if j.file.direct.is_none() {
+            eprintln!(
+                "O_DIRECT refused by {}: only the page cache is tested",
+                d.display()
+            );
+        }
+        let (mut now_ms, mut n, mut buffered) = (0, 0, 0);
+        for (compacting, sizes) in [
+            (false, vec![1, 30, 2]),
+            (true, vec![3, 1, 45, 1]),
+            (false, vec![1, 7]),
+            (true, vec![1]),
+            (false, vec![60, 1, 1]),
+        ] {
+            j.compaction = if compacting {
+                Compaction::Running
+            } else {
+                Compaction::Idle {
+                    not_before_ms: u64::MAX,
+                }
+            };
+            for count in sizes {
+                let lines: Vec<String> = (0..count)
+                    .map(|_| {
+                        n += 1;
+                        format!(r#"PUSH {{"jid":"job{n:08}","jobtype":"T","args":[{n}]}}"#)
+                    })
+                    .collect();
+                let bytes = j.bytes();
+                turn(&mut core, &mut j, &lines, &mut now_ms);
+                buffered += u64::from(compacting);
+                if j.file.direct.is_some() {
+                    assert_eq!(
+                        j.tail.len() as u64,
+                        j.bytes() % BLOCK as u64,
+                        "after {bytes}"
+                    );
+                }
+            }
+        }
+        assert_eq!(buffered, 5);
+        let path = d.join(journal_name(1));
+        assert_eq!(
+            files::data_end(&path).unwrap(),
+            j.bytes().next_multiple_of(512)
+        );
+        drop(j);
+        let mut replayed = 0;
+        let (_j, found) = Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |_| {
+            replayed += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(found.notes.is_empty(), "{:?}", found.notes);
+        assert_eq!(replayed, n);
         std::fs::remove_dir_all(d).unwrap();
     }
 
