@@ -385,3 +385,34 @@ async fn the_faktory_crate_speaks_tls_to_werk() {
     let info = producer.current_info().await.unwrap();
     assert!(info.data.total_processed >= 1);
 }
+
+/// A crowd of new TLS clients: 100 ClientHellos sent back to back. werk reads at most
+/// `TLS_HANDSHAKE_READS_PER_TURN` (32) connections in their handshake per loop turn and leaves
+/// the rest to the next turns (logged at debug), so one turn does not do 100 key exchanges while
+/// every other client waits; each handshake still completes, and each client gets its HI.
+#[test]
+fn a_crowd_of_tls_handshakes_is_spread_over_loop_turns_and_each_completes() {
+    const CLIENTS: usize = 100;
+    let (w, ca) = start_tls(&["-l", "debug"], &[]);
+    let config = client_config(&ca, &[&rustls::version::TLS13]);
+    let mut clients: Vec<Tls> = (0..CLIENTS)
+        .map(|_| connect_tls(w.addr, config.clone()))
+        .collect();
+    // Every ClientHello is on its way before any client reads the server's answer.
+    for c in &mut clients {
+        c.conn.write_tls(&mut c.sock).unwrap();
+    }
+    for c in clients {
+        let (mut raw, hi) = Raw::greeted(c);
+        assert_eq!(hi, r#"HI {"v":2}"#);
+        assert!(!raw.stream.conn.is_handshaking());
+        assert_eq!(raw.cmd(r#"HELLO {"v":2}"#), ok());
+    }
+    assert!(
+        w.logged(&format!(
+            "TLS handshake waits for the next turn ({} handshake reads this turn)",
+            werk::net::TLS_HANDSHAKE_READS_PER_TURN
+        )),
+        "the budget never ran out"
+    );
+}

@@ -166,6 +166,11 @@ impl Conn {
         }
     }
 
+    /// True while the connection's TLS handshake is under way.
+    pub fn tls_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
     /// [`Conn::read_some`] over TLS: reads ciphertext once, processes it (handshake messages
     /// included), and moves the plaintext it yields into `rbuf`. `Data` also covers "handshake
     /// progress, no plaintext yet": the caller reads again. A TLS error fails the read; rustls

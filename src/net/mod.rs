@@ -58,6 +58,12 @@ const MEMORY_REFRESH_MS: u64 = 1000;
 /// every other client for 1.7 s in a debug build. The rest is read in the next turn, after the
 /// other connections' events (see `Server::deferred`).
 const READ_BUDGET_BYTES: usize = 4 * conn::READ_CHUNK;
+/// Reads of connections still in their TLS handshake per loop turn. Each can cost the loop a
+/// key exchange and a signature (0.1–0.5 ms; more in a debug build), so a crowd of new TLS
+/// clients would otherwise stretch one turn to tens of milliseconds for everyone; past the
+/// budget, handshaking connections wait for the next turn, as a connection over its read budget
+/// does.
+pub const TLS_HANDSHAKE_READS_PER_TURN: u32 = 32;
 /// Connections accepted per turn; the rest of a burst waits in the backlog for the next turn.
 /// 3,000 accepts in one turn took 0.2 s in a debug build, during which nobody else was served.
 const ACCEPTS_PER_TURN: usize = 256;
@@ -133,6 +139,8 @@ pub struct Server {
     turns: TurnWatch,
     /// Connection events taken into a batch by `--sync-gather`'s extra looks.
     gathered: u64,
+    /// Reads left this turn for connections in their TLS handshake.
+    tls_handshake_reads_left: u32,
     /// Indices of connections with held output (see [`Server::release_durable`]).
     holding: Vec<usize>,
     /// TLS on both ports when the config directory holds a certificate and key.
@@ -254,6 +262,7 @@ impl Server {
             scratch: vec![0; conn::READ_CHUNK],
             turns: TurnWatch::default(),
             gathered: 0,
+            tls_handshake_reads_left: TLS_HANDSHAKE_READS_PER_TURN,
             holding: Vec::new(),
             tls,
             deferred: Vec::new(),
@@ -389,6 +398,7 @@ impl Server {
             let turn_started = std::time::Instant::now();
             let now = self.clock.now();
             self.refresh_memory(now);
+            self.tls_handshake_reads_left = TLS_HANDSHAKE_READS_PER_TURN;
             self.begin_turn(now);
             // Connections cut short by their read budget last turn go on after this turn's
             // events: every other ready client is served in between.
@@ -741,11 +751,23 @@ impl Server {
             {
                 break;
             }
+            let handshaking = conn.tls_handshaking();
+            if handshaking && self.tls_handshake_reads_left == 0 {
+                log::debug!(
+                    "{:?}: TLS handshake waits for the next turn ({TLS_HANDSHAKE_READS_PER_TURN} \
+                     handshake reads this turn)",
+                    conn.id
+                );
+                budget = 0;
+            }
             if budget == 0 {
                 // More may be waiting (edge-triggered: no new event will say so): next turn.
                 conn.deferred = true;
                 self.deferred.push(idx);
                 break;
+            }
+            if handshaking {
+                self.tls_handshake_reads_left -= 1;
             }
             let before = conn.rbuf.len();
             match conn.read_some(&mut self.scratch) {
