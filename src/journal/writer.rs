@@ -934,6 +934,24 @@ mod tests {
         v
     }
 
+    /// A core that produces journal records.
+    fn recording() -> CoreConfig {
+        CoreConfig {
+            recording: true,
+            ..CoreConfig::default()
+        }
+    }
+
+    /// `count` PUSH lines, numbered on from `n`.
+    fn pushes(n: &mut usize, count: usize) -> Vec<String> {
+        (0..count)
+            .map(|_| {
+                *n += 1;
+                format!(r#"PUSH {{"jid":"job{n:08}","jobtype":"T","args":[{n}]}}"#)
+            })
+            .collect()
+    }
+
     /// Applies protocol lines to `core` and journals their records as one batch.
     fn turn(core: &mut Core, j: &mut Journal, lines: &[String], now_ms: &mut u64) {
         let clock = SystemClock::new();
@@ -968,10 +986,7 @@ mod tests {
     fn keeps_zeros_ahead_and_restarts_after_the_data(direct_io: bool) {
         let d = dir(&format!("prealloc-{direct_io}"));
         let now = SystemClock::new().now();
-        let config = CoreConfig {
-            recording: true,
-            ..CoreConfig::default()
-        };
+        let config = recording();
         let options = || Options {
             sync: SyncPolicy::Always,
             direct_io,
@@ -982,13 +997,7 @@ mod tests {
         let mut now_ms = 0;
         let mut n = 0;
         let mut push = |core: &mut Core, j: &mut Journal, count: usize| {
-            let lines: Vec<String> = (0..count)
-                .map(|_| {
-                    n += 1;
-                    format!(r#"PUSH {{"jid":"job{n:08}","jobtype":"T","args":[{n}]}}"#)
-                })
-                .collect();
-            turn(core, j, &lines, &mut now_ms);
+            turn(core, j, &pushes(&mut n, count), &mut now_ms);
         };
         for round in 0..3 {
             let mut replayed = 0;
@@ -1034,11 +1043,7 @@ mod tests {
     fn direct_and_page_cache_batches_take_turns_in_one_file() {
         let d = dir("mixed");
         let now = SystemClock::new().now();
-        let config = CoreConfig {
-            recording: true,
-            ..CoreConfig::default()
-        };
-        let mut core = Core::new(config.clone(), now, 1);
+        let mut core = Core::new(recording(), now, 1);
         let (mut j, _) =
             Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |_| Ok(())).unwrap();
         if j.file.direct.is_none() {
@@ -1063,14 +1068,8 @@ mod tests {
                 }
             };
             for count in sizes {
-                let lines: Vec<String> = (0..count)
-                    .map(|_| {
-                        n += 1;
-                        format!(r#"PUSH {{"jid":"job{n:08}","jobtype":"T","args":[{n}]}}"#)
-                    })
-                    .collect();
                 let bytes = j.bytes();
-                turn(&mut core, &mut j, &lines, &mut now_ms);
+                turn(&mut core, &mut j, &pushes(&mut n, count), &mut now_ms);
                 buffered += u64::from(compacting);
                 if j.file.direct.is_some() {
                     assert_eq!(
@@ -1103,11 +1102,7 @@ mod tests {
     fn compaction_switches_files_and_recovery_rebuilds_the_same_state() {
         let d = dir("compact");
         let now = SystemClock::new().now();
-        let config = CoreConfig {
-            recording: true,
-            ..CoreConfig::default()
-        };
-        let mut core = Core::new(config, now, 1);
+        let mut core = Core::new(recording(), now, 1);
         let options = Options {
             sync: SyncPolicy::Always,
             compact_min_bytes: 16 << 10,
