@@ -583,6 +583,50 @@ mod tests {
         std::fs::remove_dir_all(d).unwrap();
     }
 
+    /// A record may end in zero bytes (a `SetRemove` ends with its key's sequence number, little
+    /// endian: `seq` 1 is `01` and seven zeros). When its last non-zero byte is the last byte of
+    /// a sector, the data end (rounded up to that sector) falls inside the record: the record
+    /// must still be read whole, not cut as a torn tail, wherever it sits in the file.
+    #[test]
+    fn a_last_record_ending_in_zeros_across_a_sector_boundary_is_kept() {
+        use crate::core::sorted::{SetKey, SetName};
+        use crate::timestamp::Timestamp;
+        let d = dir("zero-ending");
+        let last = Record::SetRemove {
+            set: SetName::Scheduled,
+            key: SetKey {
+                at: Timestamp(1_700_000_000_000),
+                seq: 1,
+            },
+        };
+        let mut tail = Vec::new();
+        encode(&last, &mut tail);
+        let zeros = tail.len() - 1 - tail.iter().rposition(|&b| b != 0).unwrap();
+        assert_eq!(zeros, 7);
+        // Pad with one record so that the last record's last non-zero byte is byte 1023.
+        let fixed = {
+            let mut v = HEADER.to_vec();
+            encode(&rec(""), &mut v);
+            v.len()
+        };
+        let pad = 1024 - (tail.len() - zeros) - fixed;
+        let recs = [rec(&"q".repeat(pad)), last.clone()];
+        let p = journal(&d, 1, &recs);
+        let good = std::fs::metadata(&p).unwrap().len();
+        assert_eq!(good, 1024 + zeros as u64);
+        for prealloc in [0, 4096] {
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes.truncate(good as usize);
+            bytes.resize(good as usize + prealloc, 0);
+            std::fs::write(&p, &bytes).unwrap();
+            let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
+            assert_eq!(seen, recs, "preallocated {prealloc}: {:?}", found.notes);
+            assert_eq!(found.journal_bytes, good);
+            assert!(found.notes.is_empty(), "{:?}", found.notes);
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
     #[test]
     fn torn_tails_are_cut_only_in_repair_mode_appended_or_preallocated() {
         let d = dir("tails");
