@@ -275,6 +275,21 @@ fn read_journal(
         Err(ReadError::Io(e)) => return Err(io_err(e)),
         Err(ReadError::Decode(e)) => Some(e),
     };
+    if let Some(&DecodeError::Torn { offset }) = stop.as_ref().filter(|_| size > 0) {
+        // The data end is rounded up from the last non-zero byte, but a record may itself end
+        // in zero bytes (a number of at most 8 bytes; two for `Totals`) that lie in the next
+        // sector: a whole record with a valid checksum is read whole, not cut as torn.
+        let file_len = file.metadata().map_err(io_err)?.len();
+        let whole = if offset >= HEADER.len() {
+            record_past_end(&file, offset as u64, (size + SECTOR).min(file_len))
+        } else {
+            Ok(None)
+        };
+        if let Some((r, end)) = whole.map_err(io_err)? {
+            apply(&r).map_err(|e| RecoverError::Replay(path.to_path_buf(), offset as u64, e))?;
+            return Ok((count + 1, end));
+        }
+    }
     let cut = match stop {
         None => return Ok((count, size)),
         // Zeros up to the data's end, rounded to a sector: the end of what was written, with
@@ -348,6 +363,18 @@ fn frame_after(mut file: &File, offset: u64, end: u64) -> io::Result<bool> {
     file.take(end.saturating_sub(offset))
         .read_to_end(&mut rest)?;
     Ok((1..rest.len()).any(|i| matches!(decode_item(&rest[i..]), Ok(Some(_)))))
+}
+
+/// The record starting at `offset` of `file` and where it ends, when it is whole (valid
+/// checksum) within `offset..end`.
+fn record_past_end(file: &File, offset: u64, end: u64) -> io::Result<Option<(Record, u64)>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(match decode_item(&buf) {
+        Ok(Some((Item::Record(r), used))) => Some((r, offset + used as u64)),
+        _ => None,
+    })
 }
 
 /// True when every byte of `file` in `offset..end` is zero.
