@@ -416,3 +416,26 @@ fn a_crowd_of_tls_handshakes_is_spread_over_loop_turns_and_each_completes() {
         "the budget never ran out"
     );
 }
+
+/// The handshake budget counts reads that found something to process: a new connection is read
+/// once when accepted, and a client that has not sent its ClientHello yet costs no key exchange.
+/// 40 connections accepted in one turn (queued while werk was stopped), none of them sending a
+/// byte, must not use up the budget and push real handshakes to later turns.
+#[test]
+fn silent_new_connections_do_not_use_up_the_tls_handshake_budget() {
+    let (w, ca) = start_tls(&["-l", "debug"], &[]);
+    w.signal("STOP");
+    let silent: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(w.addr).unwrap())
+        .collect();
+    w.signal("CONT");
+    let config = client_config(&ca, &[&rustls::version::TLS13]);
+    let (mut raw, hi) = tls_client(w.addr, config);
+    assert_eq!(hi, r#"HI {"v":2}"#);
+    assert_eq!(raw.cmd(r#"HELLO {"v":2}"#), ok());
+    assert!(
+        !w.logged("TLS handshake waits for the next turn"),
+        "reads that found nothing used up the handshake budget"
+    );
+    drop(silent);
+}
