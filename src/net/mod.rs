@@ -58,11 +58,12 @@ const MEMORY_REFRESH_MS: u64 = 1000;
 /// every other client for 1.7 s in a debug build. The rest is read in the next turn, after the
 /// other connections' events (see `Server::deferred`).
 const READ_BUDGET_BYTES: usize = 4 * conn::READ_CHUNK;
-/// Reads of connections still in their TLS handshake per loop turn. Each can cost the loop a
-/// key exchange and a signature (0.1–0.5 ms; more in a debug build), so a crowd of new TLS
-/// clients would otherwise stretch one turn to tens of milliseconds for everyone; past the
-/// budget, handshaking connections wait for the next turn, as a connection over its read budget
-/// does.
+/// Reads of connections still in their TLS handshake that found bytes to process, per loop turn
+/// (one that finds nothing, as the read right after accept often does, is not counted). Each
+/// can cost the loop a key exchange and a signature (0.1–0.5 ms; more in a debug build), so a
+/// crowd of new TLS clients would otherwise stretch one turn to tens of milliseconds for
+/// everyone; past the budget, handshaking connections wait for the next turn, as a connection
+/// over its read budget does.
 pub const TLS_HANDSHAKE_READS_PER_TURN: u32 = 32;
 /// Connections accepted per turn; the rest of a burst waits in the backlog for the next turn.
 /// 3,000 accepts in one turn took 0.2 s in a debug build, during which nobody else was served.
@@ -781,8 +782,15 @@ impl Server {
                         conn.maybe_readable = false;
                     }
                 }
-                Ok(ReadOutcome::WouldBlock) => conn.maybe_readable = false,
-                Ok(ReadOutcome::Eof) => conn.eof = true,
+                Ok(ReadOutcome::WouldBlock) => {
+                    conn.maybe_readable = false;
+                    // Nothing to process, no key exchange: the read does not count.
+                    self.tls_handshake_reads_left += u32::from(handshaking);
+                }
+                Ok(ReadOutcome::Eof) => {
+                    conn.eof = true;
+                    self.tls_handshake_reads_left += u32::from(handshaking);
+                }
                 Err(e) => {
                     log::debug!("read error on {:?}: {e}", conn.id);
                     conn.closing = true;
