@@ -837,7 +837,9 @@ impl Journal {
                     self.allocated = file.metadata().map_or(HEADER.len() as u64, |m| m.len());
                     self.bytes = HEADER.len() as u64;
                     let path = self.dir.join(journal_name(g));
-                    let direct = self.file.direct.is_some();
+                    // Asked for again with each file: one that could not be opened with
+                    // O_DIRECT (or whose last block could not be read) says nothing of the next.
+                    let direct = self.options.direct_io && self.options.sync == SyncPolicy::Always;
                     let (sink, tail) =
                         Sink::new(file, &path, self.bytes, direct, self.file.faults.clone());
                     self.file = Arc::new(sink);

@@ -138,7 +138,8 @@ pub struct Server {
     touched: Vec<usize>,
     scratch: Vec<u8>,
     turns: TurnWatch,
-    /// Connection events taken into a batch by `--sync-gather`'s extra looks.
+    /// Poll events found by `--sync-gather`'s extra looks (mostly connections whose requests
+    /// joined the batch).
     gathered: u64,
     /// Reads left this turn for connections in their TLS handshake.
     tls_handshake_reads_left: u32,
@@ -402,18 +403,22 @@ impl Server {
             self.tls_handshake_reads_left = TLS_HANDSHAKE_READS_PER_TURN;
             self.begin_turn(now);
             // Connections cut short by their read budget last turn go on after this turn's
-            // events: every other ready client is served in between.
-            let mut deferred = std::mem::take(&mut self.deferred);
+            // events: every other ready client is served in between. Handshakes put off by the
+            // TLS budget go first, oldest first, before this turn's new connections take the
+            // budget: in a storm of ClientHellos the oldest would otherwise wait until their
+            // HELLO deadline closed them.
+            let deferred = std::mem::take(&mut self.deferred);
+            let (handshakes, deferred): (Vec<usize>, Vec<usize>) =
+                deferred.into_iter().partition(|&idx| {
+                    self.conns
+                        .get(idx)
+                        .and_then(Option::as_ref)
+                        .is_some_and(Conn::tls_handshaking)
+                });
+            self.drive_deferred(handshakes, now);
             self.dispatch(&events, now);
             self.gather(&mut events, now);
-            deferred.sort_unstable();
-            deferred.dedup();
-            for idx in deferred {
-                if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
-                    c.deferred = false;
-                    self.drive(idx, now);
-                }
-            }
+            self.drive_deferred(deferred, now);
             if self.accept_more {
                 self.accept(now);
             }
@@ -425,6 +430,19 @@ impl Server {
         self.finish_journal();
         self.close_all();
         Ok(())
+    }
+
+    /// Drives connections deferred last turn, in the order they were deferred, each once (a
+    /// connection deferred twice, or already driven this turn, has `deferred` cleared).
+    fn drive_deferred(&mut self, deferred: Vec<usize>, now: Now) {
+        for idx in deferred {
+            if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                if c.deferred {
+                    c.deferred = false;
+                    self.drive(idx, now);
+                }
+            }
+        }
     }
 
     /// What a turn does before its events: control requests first (a signal sent before a

@@ -193,7 +193,7 @@ pub fn render(core: &Core, facts: &ServerFacts<'_>, now: Now) -> Vec<u8> {
         &mut out,
         "werk_sync_gathered_total",
         "counter",
-        "Connection events taken into a batch by the extra looks before a sync (--sync-gather).",
+        "Poll events found by the extra looks before a sync (--sync-gather): mostly connections whose requests joined the batch.",
         &plain(facts.sync_gathered),
     );
     out.into_bytes()

@@ -60,7 +60,7 @@ pub struct ServerFacts<'a> {
     pub sync_policy: &'static str,
     /// Time taken by each journal fsync.
     pub sync_latency: &'a Histogram,
-    /// Connection events taken into a batch by `--sync-gather`'s extra looks.
+    /// Poll events found by `--sync-gather`'s extra looks.
     pub sync_gathered: u64,
 }
 
