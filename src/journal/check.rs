@@ -55,15 +55,12 @@ pub fn check(dir: &Path) -> Report {
             for (g, p) in files {
                 let size = std::fs::metadata(&p).map_or(0, |m| m.len());
                 let data = super::files::data_end(&p).unwrap_or(size);
-                let _ = if data < size {
-                    writeln!(
-                        text,
-                        "  journal generation {g}: {size} bytes ({data} of data, then \
-                         preallocated zeros)"
-                    )
+                let zeros = if data < size {
+                    format!(" ({data} of data, then preallocated zeros)")
                 } else {
-                    writeln!(text, "  journal generation {g}: {size} bytes")
+                    String::new()
                 };
+                let _ = writeln!(text, "  journal generation {g}: {size} bytes{zeros}");
             }
         }
         Err(e) => {

@@ -243,18 +243,21 @@ impl Sink {
         faults: Arc<FaultBudgets>,
     ) -> (Sink, Vec<u8>) {
         use std::os::unix::fs::FileExt;
-        let direct = direct.then(|| open_direct(path)).flatten().and_then(|d| {
-            let partial = bytes % BLOCK as u64;
-            let mut tail = vec![0; partial as usize];
-            match file.read_exact_at(&mut tail, bytes - partial) {
-                Ok(()) => Some((d, tail)),
-                Err(e) => {
-                    log::warn!("journal {}: cannot read its last block ({e}); writing through the page cache", path.display());
-                    None
-                }
+        let partial = bytes % BLOCK as u64;
+        let mut tail = vec![0; partial as usize];
+        let mut direct = if direct { open_direct(path) } else { None };
+        if direct.is_some() {
+            if let Err(e) = file.read_exact_at(&mut tail, bytes - partial) {
+                log::warn!(
+                    "journal {}: cannot read its last block ({e}); writing through the page cache",
+                    path.display()
+                );
+                direct = None;
             }
-        });
-        let (direct, tail) = direct.map_or((None, Vec::new()), |(d, t)| (Some(d), t));
+        }
+        if direct.is_none() {
+            tail.clear();
+        }
         (
             Sink {
                 file,
@@ -301,7 +304,7 @@ impl Sink {
         if faults.slow_ms > 0 && !spend(&faults.fast_syncs_left) {
             std::thread::sleep(std::time::Duration::from_millis(faults.slow_ms));
         }
-        if !spend(&self.faults.syncs_left) {
+        if !spend(&faults.syncs_left) {
             return Err(io::Error::other("injected fsync failure (WERK_FAULTS)"));
         }
         self.file.sync_data()
@@ -642,17 +645,24 @@ impl Journal {
     fn write_buffered(&mut self) -> io::Result<()> {
         self.file.write_at(&self.staged, self.bytes, false)?;
         if self.file.direct.is_some() {
-            let end = self.bytes + self.staged.len() as u64;
-            let keep = (end % BLOCK as u64) as usize;
-            if keep <= self.staged.len() {
-                self.tail.clear();
-                self.tail
-                    .extend_from_slice(&self.staged[self.staged.len() - keep..]);
-            } else {
-                self.tail.extend_from_slice(&self.staged);
-            }
+            self.advance_tail();
         }
         Ok(())
+    }
+
+    /// After the staged batch was written at `bytes`: `tail` becomes the data of the new last
+    /// partial block (the old tail, then the batch, from the last block boundary).
+    fn advance_tail(&mut self) {
+        let end = self.bytes + self.staged.len() as u64;
+        let keep = (end % BLOCK as u64) as usize;
+        match self.staged.len().checked_sub(keep) {
+            Some(from) => {
+                self.tail.clear();
+                self.tail.extend_from_slice(&self.staged[from..]);
+            }
+            // The batch ends in the block the old tail started.
+            None => self.tail.extend_from_slice(&self.staged),
+        }
     }
 
     /// Writes the staged batch through the `O_DIRECT` handle: the last partial block's data
@@ -672,8 +682,7 @@ impl Journal {
         image[self.tail.len()..len].copy_from_slice(&self.staged);
         image[len..].fill(0);
         self.file.write_at(image, start, true)?;
-        self.tail.clear();
-        self.tail.extend_from_slice(&image[len - len % BLOCK..len]);
+        self.advance_tail();
         self.allocated = self.allocated.max(start + padded as u64);
         Ok(())
     }

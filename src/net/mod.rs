@@ -482,7 +482,7 @@ impl Server {
     /// turn ran, up to `--sync-gather` times, and take their requests into the same batch.
     /// With 20 closed-loop clients the turn's events bring about half of them: the other half
     /// is mid-way between its reply and its next request, and without this waits a whole sync
-    /// for the next batch (measured: 11 requests per sync without, 15-16 with three looks;
+    /// for the next batch (measured: 11 requests per sync without, 14 with three looks;
     /// docs/BENCHMARKS.md). Each look is one `epoll_wait` that returns at once; the looks stop
     /// at the first that finds nothing, so a quiet server makes one at most.
     fn gather(&mut self, events: &mut Events, now: Now) {
@@ -785,11 +785,14 @@ impl Server {
                 self.deferred.push(idx);
                 break;
             }
-            if handshaking {
+            let before = conn.rbuf.len();
+            let read = conn.read_some(&mut self.scratch);
+            // Only a read that found bytes to process (or failed processing them) counts
+            // against the handshake budget: one that finds nothing costs no key exchange.
+            if handshaking && !matches!(read, Ok(ReadOutcome::WouldBlock | ReadOutcome::Eof)) {
                 self.tls_handshake_reads_left -= 1;
             }
-            let before = conn.rbuf.len();
-            match conn.read_some(&mut self.scratch) {
+            match read {
                 Ok(outcome @ (ReadOutcome::Data | ReadOutcome::Drained)) => {
                     budget = budget.saturating_sub(conn.rbuf.len().saturating_sub(before));
                     // Drained: the socket was empty after this read. Data arriving later raises
@@ -800,15 +803,8 @@ impl Server {
                         conn.maybe_readable = false;
                     }
                 }
-                Ok(ReadOutcome::WouldBlock) => {
-                    conn.maybe_readable = false;
-                    // Nothing to process, no key exchange: the read does not count.
-                    self.tls_handshake_reads_left += u32::from(handshaking);
-                }
-                Ok(ReadOutcome::Eof) => {
-                    conn.eof = true;
-                    self.tls_handshake_reads_left += u32::from(handshaking);
-                }
+                Ok(ReadOutcome::WouldBlock) => conn.maybe_readable = false,
+                Ok(ReadOutcome::Eof) => conn.eof = true,
                 Err(e) => {
                     log::debug!("read error on {:?}: {e}", conn.id);
                     conn.closing = true;
