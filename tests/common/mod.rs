@@ -85,19 +85,16 @@ pub fn jid(tag: &str) -> String {
 // Waiting
 // ---------------------------------------------------------------------------------------------
 
+/// The polling loops, one copy for both harnesses (`tests/harness/poll.rs`).
+#[path = "../harness/poll.rs"]
+#[allow(clippy::duplicate_mod, dead_code)]
+mod poll;
+
 /// Polls `condition` every 10 ms until it is true; panics with `what` after `timeout`.
 /// Returns how long it took.
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if condition() {
-            return start.elapsed();
-        }
-        if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) -> Duration {
+    poll::until(timeout, Duration::from_millis(10), condition)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting until {what}"))
 }
 
 /// The async form of [`wait_until`], for tests driving the `faktory` crate.
@@ -120,18 +117,9 @@ where
 
 /// Asserts that `condition` stays true for the whole of `window` (checked every 50 ms). Used
 /// where the claim is that something does *not* happen, so a window is the only evidence.
-pub fn holds_for(window: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    loop {
-        assert!(
-            condition(),
-            "expected {what} to hold for {window:?}, but it stopped holding after {:?}",
-            start.elapsed()
-        );
-        if start.elapsed() >= window {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+pub fn holds_for(window: Duration, what: &str, condition: impl FnMut() -> bool) {
+    if let Err(after) = poll::holds(window, condition) {
+        panic!("expected {what} to hold for {window:?}, but it stopped holding after {after:?}");
     }
 }
 

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use werk::resp::{decode, Frame};
 
 mod password;
+mod poll;
 // Not every test that includes the harness logs in with a password.
 #[allow(unused_imports)]
 pub use password::pwdhash;
@@ -243,32 +244,14 @@ impl Drop for Werk {
 }
 
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll::until(timeout, Duration::from_millis(10), cond).is_some()
 }
 
 /// Checks `cond` every 50 ms for `window`; returns false as soon as it fails. For claims that
 /// something does *not* happen, where a window is the only evidence.
-pub fn holds_for(window: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if !cond() {
-            return false;
-        }
-        if start.elapsed() >= window {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn holds_for(window: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll::holds(window, cond).is_ok()
 }
 
 /// A raw protocol connection: lines out, RESP frames in, over a TCP stream or any other byte
