@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let mut first_complete: Option<(String, String, Vec<u8>)> = None;
     for end in 0..=data.len() {
         match parse(&data[..end]) {
-            Ok(None) => assert!(first_complete.is_none(), "complete, then incomplete at {end}"),
+            Ok(None) => assert!(
+                first_complete.is_none(),
+                "complete, then incomplete at {end}"
+            ),
             Ok(Some(req)) => {
                 assert!(req.body.len() <= BODY_BYTES_MAX);
                 let seen = (req.path.clone(), req.query.clone(), req.body.clone());

@@ -12,10 +12,21 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::atomic::{AtomicU64, Ordering};
-use werk::journal::files::{journal_name, recover, Mode, SNAPSHOT_FILE};
+use werk::core::record::Record;
+use werk::journal::files::{journal_name, recover, Mode, RecoverError, Recovered, SNAPSHOT_FILE};
 use werk::journal::record::{decode_all, HEADER, SNAPSHOT_HEADER};
 
 static N: AtomicU64 = AtomicU64::new(0);
+
+/// Recovers `dir` in `mode`: the outcome, and the records handed over (before any error).
+fn recovered(dir: &std::path::Path, mode: Mode) -> (Result<Recovered, RecoverError>, Vec<Record>) {
+    let mut records = Vec::new();
+    let found = recover(dir, mode, None, &mut |r| {
+        records.push(r.clone());
+        Ok(())
+    });
+    (found, records)
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
@@ -38,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
         (None, data)
     };
     let jpath = dir.join(journal_name(1));
-    let mut jbytes = if with_headers { HEADER.to_vec() } else { Vec::new() };
+    let mut jbytes = if with_headers {
+        HEADER.to_vec()
+    } else {
+        Vec::new()
+    };
     jbytes.extend_from_slice(journal);
     std::fs::write(&jpath, &jbytes).unwrap();
     if let Some(s) = snap {
@@ -51,11 +66,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.join(SNAPSHOT_FILE), &sbytes).unwrap();
     }
 
-    let mut seen = Vec::new();
-    let read_only = recover(&dir, Mode::ReadOnly, None, &mut |r| {
-        seen.push(r.clone());
-        Ok(())
-    });
+    let (read_only, seen) = recovered(&dir, Mode::ReadOnly);
     assert_eq!(
         std::fs::read(&jpath).unwrap(),
         jbytes,
@@ -77,29 +88,21 @@ fuzz_target!(|data: &[u8]| {
         let mut padded = jbytes.clone();
         padded.resize(jbytes.len() + 1 + usize::from(mode) * 16, 0);
         std::fs::write(padded_dir.join(journal_name(1)), &padded).unwrap();
-        let mut again = Vec::new();
-        let found = recover(&padded_dir, Mode::ReadOnly, None, &mut |r| {
-            again.push(r.clone());
-            Ok(())
-        })
-        .expect("zeros after a clean journal are free space");
+        let (found, again) = recovered(&padded_dir, Mode::ReadOnly);
+        let found = found.expect("zeros after a clean journal are free space");
         assert!(found.notes.is_empty(), "zeros cut: {:?}", found.notes);
         assert_eq!(again, seen, "zeros changed what recovers");
         let _ = std::fs::remove_dir_all(&padded_dir);
     }
-    let mut repaired = Vec::new();
-    let first = recover(&dir, Mode::Repair, None, &mut |r| {
-        repaired.push(r.clone());
-        Ok(())
-    });
+    let (first, repaired) = recovered(&dir, Mode::Repair);
     if first.is_ok() {
-        let mut again = Vec::new();
-        let second = recover(&dir, Mode::Repair, None, &mut |r| {
-            again.push(r.clone());
-            Ok(())
-        })
-        .expect("a repaired directory recovers");
-        assert!(second.notes.is_empty(), "a second repair cut again: {:?}", second.notes);
+        let (second, again) = recovered(&dir, Mode::Repair);
+        let second = second.expect("a repaired directory recovers");
+        assert!(
+            second.notes.is_empty(),
+            "a second repair cut again: {:?}",
+            second.notes
+        );
         assert_eq!(again, repaired, "repair changed what recovers");
     }
     let _ = std::fs::remove_dir_all(&dir);
