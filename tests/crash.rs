@@ -6,8 +6,9 @@
 //!   ([`check`]) over the client-side history asserts that no PUSH that got `+OK` is lost, that
 //!   no job is delivered again after its ACK got `+OK`, that no job appears that was never pushed
 //!   (or with other bytes), and that every job whose FAIL got `+OK` comes back through the retries.
-//! - `truncated_journal_recovers_exactly_the_whole_records`: the newest journal file cut at every
-//!   byte of its last records (and at seeded points before them).
+//! - `truncated_journal_recovers_exactly_the_whole_batches`: the newest journal file cut at every
+//!   byte of its last records (and at seeded points before them); a start keeps exactly the
+//!   batches whose commit marker is whole.
 //! - `flipped_bits_are_refused_or_cut_never_served`: seeded single-bit flips in the journal of a
 //!   small directory, and in the snapshot and journal generation of a compacted one.
 //! - `damaged_length_in_the_middle_is_refused_not_cut`: the regression test of a bug the bit flips
@@ -1162,6 +1163,11 @@ struct Located {
     file: usize,
     start: usize,
     end: usize,
+    /// Where the batch holding the record ends (after its commit marker): a start keeps the
+    /// record only with its whole batch. The record's own end in a snapshot.
+    batch_end: usize,
+    /// Where that batch starts (the record's own start in a snapshot).
+    batch_start: usize,
     record: Record,
 }
 
@@ -1213,6 +1219,8 @@ impl Layout {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(bytes.starts_with(header), "{}: no header", path.display());
         let mut pos = header.len();
+        // Records of the batch being read, waiting for its marker.
+        let mut open = self.records.len();
         while pos < bytes.len() {
             if header == HEADER && bytes[pos..].iter().all(|&b| b == 0) {
                 // The zeros werk preallocates past a journal's data (`--sync always`). The
@@ -1229,8 +1237,21 @@ impl Layout {
                         file,
                         start: pos,
                         end: pos + used,
+                        batch_end: pos + used,
+                        batch_start: pos,
                         record,
                     });
+                    if header != HEADER {
+                        open = self.records.len();
+                    }
+                    pos += used;
+                }
+                Ok(Some((Item::Commit { start }, used))) if header == HEADER => {
+                    for r in &mut self.records[open..] {
+                        r.batch_start = start as usize;
+                        r.batch_end = pos + used;
+                    }
+                    open = self.records.len();
                     pos += used;
                 }
                 Ok(Some((Item::SnapshotEnd { generation, .. }, used))) => {
@@ -1240,6 +1261,12 @@ impl Layout {
                 other => panic!("{}: byte {pos}: {other:?}", path.display()),
             }
         }
+        assert_eq!(
+            open,
+            self.records.len(),
+            "{}: a batch without its commit marker",
+            path.display()
+        );
     }
 
     fn newest(&self) -> usize {
@@ -1524,7 +1551,7 @@ fn verify(w: &Werk, model: &Model, pushed: &PushedArgs) -> Result<(), String> {
 }
 
 #[test]
-fn truncated_journal_recovers_exactly_the_whole_records() {
+fn truncated_journal_recovers_exactly_the_whole_batches() {
     let mut rng = seeded("truncation");
     let started = Instant::now();
     let (dir, pushed) = build_journal(&mut rng, false);
@@ -1540,14 +1567,15 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
         .iter()
         .position(|r| r.file == newest)
         .expect("records in the newest journal");
-    let len = records.last().expect("records").end;
-    // Every byte of the last three records and the end itself; each earlier record boundary
-    // of the newest file and the bytes on either side of it; and a seeded sample.
+    let len = records.last().expect("records").batch_end;
+    // Every byte of the last three records (and their batches' markers) and the end itself;
+    // each earlier record and batch boundary of the newest file and the bytes on either side
+    // of it; and a seeded sample.
     let tail = records[records.len() - 3].start;
     let mut cuts: BTreeSet<usize> = (tail..=len).collect();
     let head = records[first].start;
     for r in &records[first..] {
-        cuts.extend([r.start, r.start + 1, r.end - 1]);
+        cuts.extend([r.start, r.start + 1, r.end - 1, r.end, r.batch_end - 1]);
     }
     let planned = cuts.len() + 40;
     while cuts.len() < planned {
@@ -1571,10 +1599,10 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
         let cut_file = std::fs::read(&path).expect("journal");
         let kept = records
             .iter()
-            .take_while(|r| r.file < newest || r.end <= cut)
+            .take_while(|r| r.file < newest || r.batch_end <= cut)
             .count();
         let boundary = if kept > first {
-            records[kept - 1].end
+            records[kept - 1].batch_end
         } else if cut >= HEADER.len() {
             HEADER.len()
         } else {
@@ -1618,7 +1646,7 @@ fn truncated_journal_recovers_exactly_the_whole_records() {
         let _ = std::fs::remove_dir_all(&copy);
     }
     println!(
-        "truncation: {} cut points ({} inside a record; every byte of the last 3 records = {} \
+        "truncation: {} cut points ({} inside a batch; every byte of the last 3 records = {} \
          bytes), {} records in {} bytes, {:.1} s",
         cuts.len(),
         torn,
@@ -1645,9 +1673,9 @@ fn flipped_bits_are_refused_or_cut_never_served() {
 
 /// Flips `trials` seeded single bits, one copy of the directory each, in the files of a
 /// directory built by [`build_journal`]. Each start must either refuse, naming the file (and the
-/// offset of a damaged journal record), leaving the file as it is; or, when the damaged record is
-/// the very last one (a torn write looks the same), cut it, log it, and serve exactly the
-/// records before it. Returns (refused, cut).
+/// offset of a damaged journal record), leaving the file as it is; or, when the damage is in the
+/// last batch of the newest journal (a torn write looks the same), cut that batch, log it, and
+/// serve exactly the records before it. Returns (refused, cut).
 fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
     let (dir, pushed) = build_journal(rng, compact);
     let layout = Layout::of(&dir);
@@ -1717,16 +1745,23 @@ fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
             }
             Ok(w) => {
                 let context = || format!("{what}:\n{}", w.log_text());
-                // Only the very last record of a journal can be a torn write; werk must not
-                // cut away the acknowledged records after a damaged one.
-                let k = match damaged {
-                    Some(k) if k + 1 == records.len() && !in_snapshot => k,
-                    _ => panic!(
-                        "werk started on a damaged file (not a torn last record): {}",
+                // Only the last batch of the newest journal can be a torn write (its fsync never
+                // finished, so nothing in it was acknowledged); werk must not cut away the
+                // acknowledged batches after a damaged one.
+                let newest = layout.newest();
+                let last_batch = records.last().map_or(0, |r| r.batch_start);
+                if in_snapshot || file != newest || byte < last_batch {
+                    panic!(
+                        "werk started on a damaged file (not in its last batch, which starts at \
+                         byte {last_batch}): {}",
                         context()
-                    ),
-                };
-                assert!(logged_cut(&w, records[k].start, None), "{}", context());
+                    );
+                }
+                let k = records
+                    .iter()
+                    .position(|r| r.file == newest && r.batch_start == last_batch)
+                    .expect("records in the last batch");
+                assert!(logged_cut(&w, last_batch, None), "{}", context());
                 if let Err(e) = verify(&w, &Model::of(&records[..k]), &pushed) {
                     panic!("{e}\n{}", context());
                 }
@@ -1748,7 +1783,7 @@ fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
         .collect();
     println!(
         "bitflip: {trials} flips in {}: {refused} refused with the file named, {cut} cut as a torn \
-         last record; {} records",
+         last batch; {} records",
         names.join(", "),
         records.len()
     );

@@ -1,5 +1,5 @@
-//! What survives a crash or a stop: the journal under `kill -9` and SIGTERM, a torn tail, a damaged
-//! record, the lock.
+//! What survives a crash or a stop: the journal under `kill -9` and SIGTERM, a torn tail, a last
+//! batch that a power cut left with holes, a damaged record, the lock.
 
 mod harness;
 
@@ -122,6 +122,90 @@ fn torn_tail_is_cut_and_logged() {
     assert_eq!(std::fs::metadata(journal(&dir)).unwrap().len(), good_len);
     assert_state(&mut Raw::ready(w.addr, "{}"));
     drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// One PUSHB of 40 jobs of about 360 bytes each: a batch of its own, of about 15 KB, so that it
+/// spans many sectors.
+fn push_bulk(raw: &mut Raw, tag: &str) {
+    let jobs: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                r#"{{"jid":"{tag}{i:04}","jobtype":"T","args":["{}"],"queue":"{tag}"}}"#,
+                "p".repeat(300)
+            )
+        })
+        .collect();
+    assert_eq!(bulk(raw.cmd(&format!("PUSHB [{}]", jobs.join(",")))), "{}");
+}
+
+/// A power cut while the last batch was being synced can leave any of its sectors unwritten
+/// (zeros, over the space werk preallocated), with whole records after the hole: the disk
+/// writes a batch's sectors in any order until the fsync returns. Nothing in that batch was
+/// acknowledged, so werk drops it whole, logs it, and starts with every batch before it. The
+/// same hole in a batch that another batch follows is damage to acknowledged data: refused,
+/// naming the file, and the file is left as it is.
+#[test]
+fn a_power_cut_inside_the_last_batch_drops_that_batch_whole() {
+    let dir = temp_dir("powercut");
+    let mut w = Werk::start_in(&dir, &[], &[]);
+    let mut raw = make_state(&w);
+    let before = data_len(&dir);
+    push_bulk(&mut raw, "bulk");
+    drop(raw);
+    w.kill9();
+    let end = data_len(&dir);
+    assert!(end - before > 14_000, "one batch of {} bytes", end - before);
+    let whole = std::fs::read(journal(&dir)).unwrap();
+    // A hole of one sector in the middle of the batch, whole records on both sides of it.
+    let hole = ((before + end) / 2 / 512 * 512) as usize;
+    let mut bytes = whole.clone();
+    bytes[hole..hole + 512].fill(0);
+    std::fs::write(journal(&dir), &bytes).unwrap();
+    let w = Werk::start_in(&dir, &[], &[]);
+    assert!(
+        w.logged(&format!(
+            "cut a torn tail at byte {before} ({} bytes dropped): the last batch, unfinished",
+            end.div_ceil(512) * 512 - before
+        )),
+        "{}",
+        w.log_text()
+    );
+    let mut raw = Raw::ready(w.addr, "{}");
+    assert_eq!(
+        info(&mut raw)["faktory"]["queues"]["bulk"],
+        serde_json::Value::Null
+    );
+    assert_state(&mut raw);
+    drop(raw);
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // The same hole, with one more batch after it: refused.
+    let dir = temp_dir("powercut-refused");
+    let mut w = Werk::start_in(&dir, &[], &[]);
+    let mut raw = make_state(&w);
+    let before = data_len(&dir);
+    push_bulk(&mut raw, "bulk");
+    let end = data_len(&dir);
+    push_bulk(&mut raw, "more");
+    drop(raw);
+    w.kill9();
+    let hole = ((before + end) / 2 / 512 * 512) as usize;
+    let mut bytes = std::fs::read(journal(&dir)).unwrap();
+    bytes[hole..hole + 512].fill(0);
+    std::fs::write(journal(&dir), &bytes).unwrap();
+    let (status, stderr) = match Werk::try_start_in(&dir, &[], &[]) {
+        Ok(w) => panic!("werk started on a damaged journal:\n{}", w.log_text()),
+        Err(refused) => refused,
+    };
+    assert!(!status.success());
+    assert!(stderr.contains("journal-0000000001.wrk"), "{stderr}");
+    assert!(stderr.contains("yet the batch closed at byte"), "{stderr}");
+    assert!(
+        std::fs::read(journal(&dir)).unwrap() == bytes,
+        "the file was changed"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

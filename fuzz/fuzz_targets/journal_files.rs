@@ -1,7 +1,11 @@
 //! Recovery from a data directory of arbitrary bytes (journal::files, journal::read).
 //!
 //! The input becomes either a journal file or a snapshot plus a journal (split at a fuzzer
-//! chosen point), written to a fresh directory. Recovery must never panic; in read-only mode it
+//! chosen point), written to a fresh directory. The journal gets the version 2 header (batches
+//! closed by commit markers) or the version 1 header (record by record); with version 2 the
+//! harness may insert a valid marker after every k-th whole record, since the fuzzer cannot
+//! forge their checksums, so that the batch rules (whole batches only, an unfinished last
+//! batch cut whole, a marker naming the wrong start refused) are reached. Recovery must never panic; in read-only mode it
 //! must change nothing; every record it hands over must be one that the in-memory decoder finds
 //! in the same bytes (the streaming reader and `decode_all` agree on the journal's records up to
 //! where either stops); and a repair followed by a second recovery must succeed cleanly with
@@ -14,7 +18,9 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::atomic::{AtomicU64, Ordering};
 use werk::core::record::Record;
 use werk::journal::files::{journal_name, recover, Mode, RecoverError, Recovered, SNAPSHOT_FILE};
-use werk::journal::record::{decode_all, HEADER, SNAPSHOT_HEADER};
+use werk::journal::record::{
+    decode_all, decode_item, encode_commit, Item, HEADER, HEADER_V1, SNAPSHOT_HEADER,
+};
 
 static N: AtomicU64 = AtomicU64::new(0);
 
@@ -28,8 +34,30 @@ fn recovered(dir: &std::path::Path, mode: Mode) -> (Result<Recovered, RecoverErr
     (found, records)
 }
 
+/// `bytes` (after a header) with a commit marker after every `every`-th whole record, each
+/// naming where its batch began; the bytes after the last whole record are kept as they are.
+fn with_markers(header_len: usize, bytes: &[u8], every: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut pos, mut batch_start, mut in_batch) = (0, header_len as u64, 0);
+    while let Ok(Some((Item::Record(_), used))) = decode_item(&bytes[pos..]) {
+        out.extend_from_slice(&bytes[pos..pos + used]);
+        pos += used;
+        in_batch += 1;
+        if in_batch == every {
+            encode_commit(batch_start, &mut out);
+            batch_start = (header_len + out.len()) as u64;
+            in_batch = 0;
+        }
+    }
+    out.extend_from_slice(&bytes[pos..]);
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    let Some((&framing, data)) = data.split_first() else {
         return;
     };
     let dir = std::env::temp_dir().join(format!(
@@ -49,12 +77,18 @@ fuzz_target!(|data: &[u8]| {
         (None, data)
     };
     let jpath = dir.join(journal_name(1));
+    let header = if framing & 1 == 1 { HEADER_V1 } else { HEADER };
     let mut jbytes = if with_headers {
-        HEADER.to_vec()
+        header.to_vec()
     } else {
         Vec::new()
     };
-    jbytes.extend_from_slice(journal);
+    if framing & 2 == 2 && with_headers {
+        let every = usize::from(framing >> 2) % 4 + 1;
+        jbytes.extend(with_markers(header.len(), journal, every));
+    } else {
+        jbytes.extend_from_slice(journal);
+    }
     std::fs::write(&jpath, &jbytes).unwrap();
     if let Some(s) = snap {
         let mut sbytes = if with_headers {

@@ -156,7 +156,14 @@ mod tests {
     use super::*;
     use crate::core::record::Record;
     use crate::journal::files::journal_name;
-    use crate::journal::record::{encode, HEADER};
+    use crate::journal::record::{encode, encode_commit, HEADER};
+
+    /// Appends `r` as a batch of its own.
+    fn batch(r: &Record, img: &mut Vec<u8>) {
+        let start = img.len() as u64;
+        encode(r, img);
+        encode_commit(start, img);
+    }
 
     #[test]
     fn reports_contents_torn_tails_and_damage_without_changing_anything() {
@@ -166,9 +173,9 @@ mod tests {
         let mut img = HEADER.to_vec();
         let job = br#"{"jid":"abcdefgh1","queue":"mail","jobtype":"T","args":[]}"#;
         for _ in 0..3 {
-            encode(&Record::Enqueue { job: job.to_vec() }, &mut img);
+            batch(&Record::Enqueue { job: job.to_vec() }, &mut img);
         }
-        encode(
+        batch(
             &Record::Pause {
                 queue: "mail".into(),
                 paused: true,
@@ -193,7 +200,7 @@ mod tests {
 
         let mut bad = img.clone();
         let mut one = Vec::new();
-        encode(&Record::Enqueue { job: job.to_vec() }, &mut one);
+        batch(&Record::Enqueue { job: job.to_vec() }, &mut one);
         // A byte inside the second record's body.
         let second = HEADER.len() + one.len() + 12;
         bad[second] ^= 0x40;

@@ -10,7 +10,10 @@
 //! Generations are written with ten digits, so name order is generation order.
 
 use super::read::{ItemReader, ReadError};
-use super::record::{decode_item, DecodeError, Item, HEADER, SNAPSHOT_HEADER};
+use super::record::{
+    commit_at, decode_item, Batcher, DecodeError, Framing, Item, COMMIT_BYTES, HEADER, HEADER_V1,
+    SNAPSHOT_HEADER,
+};
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -206,7 +209,7 @@ fn read_snapshot(
 ) -> Result<(u64, u64, u64), RecoverError> {
     let corrupt = |why: String| RecoverError::Corrupt(path.to_path_buf(), why);
     let file = File::open(path).map_err(|e| RecoverError::Io(path.to_path_buf(), e))?;
-    let reader = ItemReader::open(io::BufReader::new(file), SNAPSHOT_HEADER)
+    let reader = ItemReader::open(io::BufReader::new(file), &[SNAPSHOT_HEADER])
         .map_err(|e| corrupt(e.to_string()))?;
     let Some(mut reader) = reader else {
         return Err(corrupt("empty snapshot".into()));
@@ -233,6 +236,9 @@ fn read_snapshot(
                     _ => Err(corrupt("bytes after the trailer".into())),
                 };
             }
+            Ok(Some(Item::Commit { .. })) => {
+                return Err(corrupt(format!("a commit marker at byte {at}")))
+            }
             Ok(None) => return Err(corrupt("no trailer: the snapshot is incomplete".into())),
             Err(e) => return Err(corrupt(e.to_string())),
         }
@@ -251,84 +257,6 @@ fn read_journal(
     let file = File::open(path).map_err(io_err)?;
     // The zeros the writer preallocated past the data are not part of the journal.
     let size = data_end_of(&file).map_err(io_err)?;
-    let mut count = 0u64;
-    let stop = match ItemReader::open(io::BufReader::new((&file).take(size)), HEADER) {
-        Ok(None) => Some(DecodeError::Torn { offset: 0 }),
-        Ok(Some(mut reader)) => loop {
-            let at = reader.offset();
-            match reader.next_item() {
-                Ok(Some(Item::Record(r))) => {
-                    apply(&r).map_err(|e| RecoverError::Replay(path.to_path_buf(), at, e))?;
-                    count += 1;
-                }
-                Ok(Some(Item::SnapshotEnd { .. })) => {
-                    break Some(DecodeError::Corrupt {
-                        offset: at as usize,
-                        reason: "snapshot trailer in a journal",
-                    })
-                }
-                Ok(None) => break None,
-                Err(ReadError::Io(e)) => return Err(io_err(e)),
-                Err(ReadError::Decode(e)) => break Some(e),
-            }
-        },
-        Err(ReadError::Io(e)) => return Err(io_err(e)),
-        Err(ReadError::Decode(e)) => Some(e),
-    };
-    if let Some(&DecodeError::Torn { offset }) = stop.as_ref().filter(|_| size > 0) {
-        // The data end is rounded up from the last non-zero byte, but a record may itself end
-        // in zero bytes (a number of at most 8 bytes; two for `Totals`) that lie in the next
-        // sector: a whole record with a valid checksum is read whole, not cut as torn.
-        let file_len = file.metadata().map_err(io_err)?.len();
-        let whole = if offset >= HEADER.len() {
-            record_past_end(&file, offset as u64, (size + SECTOR).min(file_len))
-        } else {
-            Ok(None)
-        };
-        if let Some((r, end)) = whole.map_err(io_err)? {
-            apply(&r).map_err(|e| RecoverError::Replay(path.to_path_buf(), offset as u64, e))?;
-            return Ok((count + 1, end));
-        }
-    }
-    let cut = match stop {
-        None => return Ok((count, size)),
-        // Zeros up to the data's end, rounded to a sector: the end of what was written, with
-        // the preallocated space after it. A torn write in a preallocated file also ends here
-        // (the sectors that never reached the disk read as zeros).
-        Some(DecodeError::Torn { offset } | DecodeError::Corrupt { offset, .. })
-            if offset >= HEADER.len()
-                && zeros_from(&file, offset as u64, size).map_err(io_err)? =>
-        {
-            return Ok((count, offset as u64));
-        }
-        Some(DecodeError::Torn { offset })
-            if size > 0
-                && (!last || frame_after(&file, offset as u64, size).map_err(io_err)?) =>
-        {
-            // A torn write leaves only a prefix of the last record of the newest journal that
-            // holds records. Whole records after the "torn" one, or a later journal with
-            // records (written only after this one's last batch was synced), mean its length
-            // field is damaged.
-            return Err(RecoverError::Corrupt(
-                path.to_path_buf(),
-                format!(
-                    "corrupt record at byte {offset}: its length runs past the end of the \
-                     file, yet records follow; werk will not start on a damaged journal \
-                     (`werk journal check DIR` shows what is readable)"
-                ),
-            ));
-        }
-        Some(DecodeError::Torn { offset }) => offset as u64,
-        Some(e) => {
-            return Err(RecoverError::Corrupt(
-                path.to_path_buf(),
-                format!(
-                    "{e}; werk will not start on a damaged journal \
-                     (`werk journal check DIR` shows what is readable)"
-                ),
-            ))
-        }
-    };
     if size == 0 {
         // Created, not yet given its header: nothing was ever written to it.
         if mode == Mode::Repair {
@@ -336,9 +264,47 @@ fn read_journal(
         }
         return Ok((0, HEADER.len() as u64));
     }
+    let mut count = 0u64;
+    // A file whose header is torn or wrong goes through the record-by-record rules below.
+    let mut batcher = Batcher::new(Framing::Records);
+    let stop = match ItemReader::open(io::BufReader::new((&file).take(size)), &[HEADER, HEADER_V1])
+    {
+        Ok(None) => Some(DecodeError::Torn { offset: 0 }),
+        Ok(Some(mut reader)) => {
+            batcher = Batcher::new(Framing::of(reader.header()).unwrap_or(Framing::Batches));
+            loop {
+                let at = reader.offset();
+                match reader.next_item() {
+                    Ok(Some(item)) => match batcher.take(item, at, reader.offset()) {
+                        Ok(counted) => {
+                            for (at, r) in counted {
+                                apply(&r)
+                                    .map_err(|e| RecoverError::Replay(path.to_path_buf(), at, e))?;
+                                count += 1;
+                            }
+                        }
+                        Err(e) => break Some(e),
+                    },
+                    Ok(None) => break None,
+                    Err(ReadError::Io(e)) => return Err(io_err(e)),
+                    Err(ReadError::Decode(e)) => break Some(e),
+                }
+            }
+        }
+        Err(ReadError::Io(e)) => return Err(io_err(e)),
+        Err(ReadError::Decode(e)) => Some(e),
+    };
+    let tail = match batcher.framing() {
+        Framing::Batches => batches_tail(&file, path, size, last, stop, batcher.committed),
+        Framing::Records => records_tail(&file, path, size, last, stop, &mut count, apply),
+    };
+    let (cut, why) = match tail? {
+        Tail::Whole(end) => return Ok((count, end)),
+        Tail::Cut(at, why) => (at, why),
+    };
     let dropped = size - cut;
     notes.push(format!(
-        "{}: cut a torn tail at byte {cut} ({dropped} bytes dropped); kept {count} records",
+        "{}: cut a torn tail at byte {cut} ({dropped} bytes dropped){why}; kept {count} records",
         path.display()
     ));
     if mode == Mode::Repair {
@@ -351,6 +317,149 @@ fn read_journal(
         }
     }
     Ok((count, cut.max(HEADER.len() as u64)))
+}
+
+/// Where a journal's valid data ends.
+enum Tail {
+    /// Everything read is valid up to this offset; zeros (free space) may follow.
+    Whole(u64),
+    /// The bytes from this offset on are a torn write, to be cut; the text says what they were.
+    Cut(u64, &'static str),
+}
+
+/// The refusal for damage that a torn write cannot explain.
+fn damaged(path: &Path, what: String) -> RecoverError {
+    RecoverError::Corrupt(
+        path.to_path_buf(),
+        format!(
+            "{what}; werk will not start on a damaged journal (`werk journal check DIR` shows \
+             what is readable)"
+        ),
+    )
+}
+
+/// The tail of a journal made of batches ([`HEADER`]). Whole batches end at `committed`. After
+/// it, anything but zeros is the last batch, unfinished: the loop writes a batch only once the
+/// one before it is durable, so a power cut can leave only that one torn, with its sectors on
+/// the disk in any order (zeros where the disk never wrote, whole records after them). Its fsync
+/// never finished, so nothing in it was acknowledged, and it is cut whole: in the newest journal
+/// that holds records, and only when no marker of a later batch follows. Anything else is
+/// damage to acknowledged data, and the start is refused.
+fn batches_tail(
+    file: &File,
+    path: &Path,
+    size: u64,
+    last: bool,
+    stop: Option<DecodeError>,
+    committed: u64,
+) -> Result<Tail, RecoverError> {
+    let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
+    if committed >= size || zeros_from(file, committed, size).map_err(io_err)? {
+        return Ok(Tail::Whole(committed.min(size).max(HEADER.len() as u64)));
+    }
+    let what = stop
+        .unwrap_or(DecodeError::Unfinished {
+            offset: committed as usize,
+        })
+        .to_string();
+    if !last {
+        return Err(damaged(
+            path,
+            format!("{what}, in a journal that newer journals follow"),
+        ));
+    }
+    if let Some(marker) = later_marker(file, committed, size, committed).map_err(io_err)? {
+        return Err(damaged(
+            path,
+            format!("{what}, yet the batch closed at byte {marker} follows it"),
+        ));
+    }
+    Ok(Tail::Cut(
+        committed,
+        ": the last batch, unfinished, so never acknowledged",
+    ))
+}
+
+/// The offset of a commit marker in `from..to` of `file` that does not close the batch that
+/// began at `batch` (so it closes a later one), if there is one. Reads the range in chunks.
+fn later_marker(file: &File, from: u64, to: u64, batch: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    const STEP: u64 = 1 << 20;
+    let mut buf = vec![0u8; STEP as usize + COMMIT_BYTES];
+    let mut at = from;
+    while at < to {
+        let len = (to - at).min(STEP + COMMIT_BYTES as u64) as usize;
+        file.read_exact_at(&mut buf[..len], at)?;
+        let window = &buf[..len];
+        // Markers starting in this step; the overlap lets one cross into the next step.
+        let starts = len.min(STEP as usize);
+        for i in 0..starts {
+            if commit_at(&window[i..]).is_some_and(|start| start != batch) {
+                return Ok(Some(at + i as u64 + COMMIT_BYTES as u64));
+            }
+        }
+        at += starts as u64;
+    }
+    Ok(None)
+}
+
+/// The tail of a journal read record by record ([`HEADER_V1`], or a file whose header is torn
+/// or wrong): a torn write can leave only a prefix of its last record.
+fn records_tail(
+    file: &File,
+    path: &Path,
+    size: u64,
+    last: bool,
+    stop: Option<DecodeError>,
+    count: &mut u64,
+    apply: &mut dyn FnMut(&Record) -> Result<(), String>,
+) -> Result<Tail, RecoverError> {
+    let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
+    if let Some(&DecodeError::Torn { offset }) = stop.as_ref() {
+        // The data end is rounded up from the last non-zero byte, but a record may itself end
+        // in zero bytes (a number of at most 8 bytes; two for `Totals`) that lie in the next
+        // sector: a whole record with a valid checksum is read whole, not cut as torn.
+        let file_len = file.metadata().map_err(io_err)?.len();
+        let whole = if offset >= HEADER.len() {
+            record_past_end(file, offset as u64, (size + SECTOR).min(file_len))
+        } else {
+            Ok(None)
+        };
+        if let Some((r, end)) = whole.map_err(io_err)? {
+            apply(&r).map_err(|e| RecoverError::Replay(path.to_path_buf(), offset as u64, e))?;
+            *count += 1;
+            return Ok(Tail::Whole(end));
+        }
+    }
+    match stop {
+        None => Ok(Tail::Whole(size)),
+        // Zeros up to the data's end, rounded to a sector: the end of what was written, with
+        // the preallocated space after it. A torn write in a preallocated file also ends here
+        // (the sectors that never reached the disk read as zeros).
+        Some(DecodeError::Torn { offset } | DecodeError::Corrupt { offset, .. })
+            if offset >= HEADER.len()
+                && zeros_from(file, offset as u64, size).map_err(io_err)? =>
+        {
+            Ok(Tail::Whole(offset as u64))
+        }
+        Some(DecodeError::Torn { offset })
+            if !last || frame_after(file, offset as u64, size).map_err(io_err)? =>
+        {
+            // A torn write leaves only a prefix of the last record of the newest journal that
+            // holds records. Whole records after the "torn" one, or a later journal with
+            // records (written only after this one's last batch was synced), mean its length
+            // field is damaged.
+            Err(damaged(
+                path,
+                format!(
+                    "corrupt record at byte {offset}: its length runs past the end of the \
+                     file, yet records follow"
+                ),
+            ))
+        }
+        Some(DecodeError::Torn { offset }) => Ok(Tail::Cut(offset as u64, "")),
+        Some(e) => Err(damaged(path, e.to_string())),
+    }
 }
 
 /// True when a whole, valid frame starts somewhere in `offset..end` of `file` (the bytes after a
@@ -462,7 +571,7 @@ pub fn write_header(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{encode, encode_snapshot_end};
+    use crate::journal::record::{encode, encode_commit, encode_snapshot_end};
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -479,8 +588,30 @@ mod tests {
         Record::RemoveQueue { queue: tag.into() }
     }
 
+    /// Writes journal `g` with each record in a batch of its own.
     fn journal(dir: &Path, g: u64, recs: &[Record]) -> PathBuf {
+        let batches: Vec<&[Record]> = recs.chunks(1).collect();
+        journal_of(dir, g, &batches)
+    }
+
+    /// Writes journal `g` in these batches.
+    fn journal_of(dir: &Path, g: u64, batches: &[&[Record]]) -> PathBuf {
         let mut img = HEADER.to_vec();
+        for batch in batches {
+            let start = img.len() as u64;
+            for r in *batch {
+                encode(r, &mut img);
+            }
+            encode_commit(start, &mut img);
+        }
+        let p = dir.join(journal_name(g));
+        std::fs::write(&p, img).unwrap();
+        p
+    }
+
+    /// Writes journal `g` as werk did before batches had markers (version 1).
+    fn journal_v1(dir: &Path, g: u64, recs: &[Record]) -> PathBuf {
+        let mut img = HEADER_V1.to_vec();
         for r in recs {
             encode(r, &mut img);
         }
@@ -488,6 +619,10 @@ mod tests {
         std::fs::write(&p, img).unwrap();
         p
     }
+
+    /// The journal writers of both versions, to run a test on each.
+    type Writer = fn(&Path, u64, &[Record]) -> PathBuf;
+    const VERSIONS: [(&str, Writer); 2] = [("v2", journal), ("v1", journal_v1)];
 
     fn snapshot(dir: &Path, g: u64, recs: &[Record], trailer_count: u64) {
         let mut img = SNAPSHOT_HEADER.to_vec();
@@ -587,33 +722,52 @@ mod tests {
 
     #[test]
     fn zeros_after_the_data_are_free_space_not_a_tail_to_cut() {
-        let d = dir("zeros");
-        let p = journal(&d, 1, &[rec("a"), rec("b")]);
-        let good = std::fs::metadata(&p).unwrap().len();
-        let mut bytes = std::fs::read(&p).unwrap();
-        bytes.extend_from_slice(&[0; 4096]);
-        std::fs::write(&p, &bytes).unwrap();
-        assert_eq!(data_end(&p).unwrap(), 512, "rounded up to a sector");
-        for mode in [Mode::ReadOnly, Mode::Repair] {
-            let (found, seen) = run(&d, mode).unwrap();
-            assert_eq!(seen.len(), 2);
-            assert_eq!(found.journal_bytes, good, "the writer goes on here");
-            assert!(found.notes.is_empty(), "{:?}", found.notes);
-            assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        for (version, write) in VERSIONS {
+            let d = dir(&format!("zeros-{version}"));
+            let p = write(&d, 1, &[rec("a"), rec("b")]);
+            let good = std::fs::metadata(&p).unwrap().len();
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes.extend_from_slice(&[0; 4096]);
+            std::fs::write(&p, &bytes).unwrap();
+            assert_eq!(data_end(&p).unwrap(), 512, "rounded up to a sector");
+            for mode in [Mode::ReadOnly, Mode::Repair] {
+                let (found, seen) = run(&d, mode).unwrap();
+                assert_eq!(seen.len(), 2);
+                assert_eq!(found.journal_bytes, good, "the writer goes on here");
+                assert!(found.notes.is_empty(), "{:?}", found.notes);
+                assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+            }
+            // Non-zero bytes after the last record: in a version 1 journal, damage; after the
+            // last batch, the start of a batch that was never finished.
+            bytes.truncate(good as usize);
+            bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7]);
+            std::fs::write(&p, &bytes).unwrap();
+            match version {
+                "v1" => {
+                    let e = run(&d, Mode::Repair).unwrap_err();
+                    assert!(e.contains("impossible length"), "{e}");
+                }
+                _ => {
+                    let (found, seen) = run(&d, Mode::Repair).unwrap();
+                    assert_eq!(seen.len(), 2);
+                    assert!(
+                        found.notes[0].contains(&format!(
+                            "cut a torn tail at byte {good} (9 bytes dropped): the last batch"
+                        )),
+                        "{:?}",
+                        found.notes
+                    );
+                }
+            }
+            std::fs::remove_dir_all(d).unwrap();
         }
-        // Non-zero garbage after the last record is damage, not free space.
-        bytes.truncate(good as usize);
-        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7]);
-        std::fs::write(&p, &bytes).unwrap();
-        let e = run(&d, Mode::Repair).unwrap_err();
-        assert!(e.contains("impossible length"), "{e}");
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     /// A record may end in zero bytes (a `SetRemove` ends with its key's sequence number, little
     /// endian: `seq` 1 is `01` and seven zeros). When its last non-zero byte is the last byte of
     /// a sector, the data end (rounded up to that sector) falls inside the record: the record
-    /// must still be read whole, not cut as a torn tail, wherever it sits in the file.
+    /// must still be read whole, not cut as a torn tail, wherever it sits in the file. (A
+    /// version 1 journal: in version 2 every batch ends with its marker's non-zero last byte.)
     #[test]
     fn a_last_record_ending_in_zeros_across_a_sector_boundary_is_kept() {
         use crate::core::sorted::{SetKey, SetName};
@@ -632,13 +786,13 @@ mod tests {
         assert_eq!(zeros, 7);
         // Pad with one record so that the last record's last non-zero byte is byte 1023.
         let fixed = {
-            let mut v = HEADER.to_vec();
+            let mut v = HEADER_V1.to_vec();
             encode(&rec(""), &mut v);
             v.len()
         };
         let pad = 1024 - (tail.len() - zeros) - fixed;
         let recs = [rec(&"q".repeat(pad)), last.clone()];
-        let p = journal(&d, 1, &recs);
+        let p = journal_v1(&d, 1, &recs);
         let good = std::fs::metadata(&p).unwrap().len();
         assert_eq!(good, 1024 + zeros as u64);
         for prealloc in [0, 4096] {
@@ -656,13 +810,19 @@ mod tests {
 
     #[test]
     fn torn_tails_are_cut_only_in_repair_mode_appended_or_preallocated() {
-        let d = dir("tails");
+        for (version, write) in VERSIONS {
+            torn_tails_are_cut(version, write);
+        }
+    }
+
+    fn torn_tails_are_cut(version: &str, write: Writer) {
+        let d = dir(&format!("tails-{version}"));
         let big = Record::RemoveQueue {
             queue: "q".repeat(900).into(),
         };
-        let p = journal(&d, 1, &[rec("a"), rec("b"), big]);
+        let p = write(&d, 1, &[rec("a"), rec("b"), big]);
         let whole = std::fs::read(&p).unwrap();
-        let at = journal(&d, 1, &[rec("a"), rec("b")]);
+        let at = write(&d, 1, &[rec("a"), rec("b")]);
         let start = std::fs::metadata(&at).unwrap().len() as usize;
         // Appended: the file ends inside the last record. Preallocated: the record's sectors
         // after the first never reached the disk and read as zeros, up to the zeros past it.
@@ -693,11 +853,11 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_length_with_records_after_it_is_refused_not_cut() {
+    fn a_damaged_length_with_records_after_it_is_refused_not_cut_v1() {
         let d = dir("midlen");
-        let p = journal(&d, 1, &[rec("a"), rec("b"), rec("c")]);
+        let p = journal_v1(&d, 1, &[rec("a"), rec("b"), rec("c")]);
         let mut bytes = std::fs::read(&p).unwrap();
-        let second = HEADER.len() + {
+        let second = HEADER_V1.len() + {
             let mut one = Vec::new();
             encode(&rec("a"), &mut one);
             one.len()
@@ -730,10 +890,16 @@ mod tests {
 
     #[test]
     fn damage_in_an_older_journal_is_refused_unless_the_newer_ones_are_empty() {
-        let d = dir("older");
-        let p = journal(&d, 1, &[rec("a")]);
+        for (version, write) in VERSIONS {
+            damage_in_an_older_journal(version, write);
+        }
+    }
+
+    fn damage_in_an_older_journal(version: &str, write: Writer) {
+        let d = dir(&format!("older-{version}"));
+        let p = write(&d, 1, &[rec("a")]);
         let records = std::fs::read(&p).unwrap();
-        let newer = journal(&d, 2, &[rec("b")]);
+        let newer = write(&d, 2, &[rec("b")]);
         // Zeros after its records are its preallocated space: the older journal ends there.
         let mut bytes = records.clone();
         bytes.extend_from_slice(&[0; 16]);
@@ -754,7 +920,10 @@ mod tests {
         let torn = records[..records.len() - 3].to_vec();
         std::fs::write(&p, &torn).unwrap();
         let e = run(&d, Mode::Repair).unwrap_err();
-        assert!(e.contains("yet records follow"), "{e}");
+        assert!(
+            e.contains("werk will not start on a damaged journal"),
+            "{e}"
+        );
         assert_eq!(std::fs::read(&p).unwrap(), torn, "nothing cut");
         // With nothing in the newer journal yet (or only its preallocated zeros), the older
         // one's tail is a torn write (the switch happened while its last batch was being
@@ -771,6 +940,127 @@ mod tests {
             found.notes
         );
         assert!(newer.exists());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A power cut during the last batch's fsync can leave any of its sectors unwritten (zeros,
+    /// over preallocated space), in any order: whole records after a hole, the marker without
+    /// the records before it, the records without the marker. None of it was acknowledged, so
+    /// the batch is dropped whole, and every earlier batch is kept.
+    #[test]
+    fn a_power_cut_in_the_last_batch_drops_that_batch_whole() {
+        let d = dir("powercut");
+        let big = |tag: &str| rec(&tag.repeat(700));
+        let first: &[Record] = &[rec("a"), rec("b")];
+        let last: &[Record] = &[big("x"), big("y"), big("z")];
+        let p = journal_of(&d, 1, &[first, last]);
+        let whole = std::fs::read(&p).unwrap();
+        let kept = journal_of(&d, 1, &[first]);
+        let cut = std::fs::metadata(&kept).unwrap().len() as usize;
+        assert!(whole.len() - cut > 3 * 512, "the last batch spans sectors");
+        // Every sector the last batch touches, zeroed on its own (the bytes of the sector
+        // before the batch began are the earlier batch's, the same bytes either way), and the
+        // same with preallocated zeros after the file.
+        let mut holes = Vec::new();
+        let mut sector = cut / 512 * 512;
+        while sector < whole.len() {
+            holes.push((sector.max(cut), (sector + 512).min(whole.len())));
+            sector += 512;
+        }
+        for prealloc in [0, 8192] {
+            for &(from, to) in &holes {
+                let mut bytes = whole.clone();
+                bytes[from..to].fill(0);
+                bytes.resize(whole.len() + prealloc, 0);
+                std::fs::write(&p, &bytes).unwrap();
+                let hole = format!("hole {from}..{to}, {prealloc} preallocated");
+                let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
+                assert_eq!(seen, first, "{hole}");
+                assert_eq!(std::fs::read(&p).unwrap(), bytes, "{hole}: read-only");
+                let (found2, seen) = run(&d, Mode::Repair).unwrap();
+                assert_eq!(seen, first, "{hole}");
+                for f in [&found, &found2] {
+                    assert_eq!(f.journal_bytes, cut as u64, "{hole}");
+                    assert!(
+                        f.notes[0].contains(&format!("cut a torn tail at byte {cut} (")),
+                        "{hole}: {:?}",
+                        f.notes
+                    );
+                    assert!(f.notes[0].contains("the last batch, unfinished"), "{hole}");
+                }
+                assert_eq!(std::fs::read(&p).unwrap(), whole[..cut], "{hole}: cut");
+                let (again, seen) = run(&d, Mode::Repair).unwrap();
+                assert_eq!(seen, first, "{hole}");
+                assert!(again.notes.is_empty(), "{hole}: {:?}", again.notes);
+            }
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// The same hole in a batch that another batch follows is damage to acknowledged data (the
+    /// later batch was written only after this one was durable): refused, in the newest journal
+    /// too, and so is a marker that does not close the batch before it.
+    #[test]
+    fn a_hole_before_the_last_batch_is_refused() {
+        let d = dir("hole");
+        let big = |tag: &str| rec(&tag.repeat(700));
+        let batches: [&[Record]; 3] = [&[rec("a")], &[big("x"), big("y")], &[rec("c")]];
+        let p = journal_of(&d, 1, &batches);
+        let whole = std::fs::read(&p).unwrap();
+        let second = std::fs::metadata(journal_of(&d, 1, &batches[..1]))
+            .unwrap()
+            .len() as usize;
+        let mut bytes = whole.clone();
+        bytes[second + 600..second + 1100].fill(0);
+        std::fs::write(&p, &bytes).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("yet the batch closed at byte"), "{e}");
+        assert!(
+            e.contains("werk will not start on a damaged journal"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        // A marker naming the wrong start.
+        let mut img = HEADER.to_vec();
+        encode(&rec("a"), &mut img);
+        encode_commit(HEADER.len() as u64, &mut img);
+        let at = img.len();
+        encode(&rec("b"), &mut img);
+        encode_commit(HEADER.len() as u64, &mut img);
+        std::fs::write(&p, &img).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "corrupt record at byte {}: a commit marker that does not close the batch",
+                at + encode_len(&rec("b"))
+            )),
+            "{e}"
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn encode_len(r: &Record) -> usize {
+        let mut v = Vec::new();
+        encode(r, &mut v);
+        v.len()
+    }
+
+    /// A version 1 journal that a newer werk went on appending to holds markers after its
+    /// records: they are skipped, and every whole record counts.
+    #[test]
+    fn a_version_1_journal_with_markers_appended_reads_every_record() {
+        let d = dir("v1-markers");
+        let p = journal_v1(&d, 1, &[rec("a")]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let start = bytes.len() as u64;
+        encode(&rec("b"), &mut bytes);
+        encode_commit(start, &mut bytes);
+        encode(&rec("c"), &mut bytes);
+        std::fs::write(&p, &bytes).unwrap();
+        let (found, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a"), rec("b"), rec("c")]);
+        assert!(found.notes.is_empty(), "{:?}", found.notes);
+        assert_eq!(found.journal_bytes, bytes.len() as u64);
         std::fs::remove_dir_all(d).unwrap();
     }
 

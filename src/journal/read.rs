@@ -40,31 +40,38 @@ pub struct ItemReader<R> {
     /// File offset of `buf[start]`.
     offset: u64,
     eof: bool,
+    header: [u8; 8],
 }
 
 impl<R: Read> ItemReader<R> {
-    /// Checks the header and positions the reader on the first frame. An empty file is
-    /// `Ok(None)`.
-    pub fn open(mut src: R, header: &[u8; 8]) -> Result<Option<ItemReader<R>>, ReadError> {
+    /// Checks that the file starts with one of `headers` and positions the reader on the first
+    /// frame. An empty file is `Ok(None)`.
+    pub fn open(mut src: R, headers: &[&[u8; 8]]) -> Result<Option<ItemReader<R>>, ReadError> {
         let mut head = Vec::with_capacity(8);
         (&mut src).take(8).read_to_end(&mut head)?;
         if head.is_empty() {
             return Ok(None);
         }
-        if head.len() < 8 && header.starts_with(&head) {
+        if head.len() < 8 && headers.iter().any(|h| h.starts_with(&head)) {
             // A crash while the header itself was being written.
             return Err(ReadError::Decode(DecodeError::Torn { offset: 0 }));
         }
-        if head != header {
+        let Some(&&header) = headers.iter().find(|h| h[..] == head[..]) else {
             return Err(ReadError::Decode(DecodeError::BadHeader));
-        }
+        };
         Ok(Some(ItemReader {
             src,
             buf: Vec::new(),
             start: 0,
             offset: 8,
             eof: false,
+            header,
         }))
+    }
+
+    /// The header the file starts with (one of those `open` accepted).
+    pub fn header(&self) -> &[u8; 8] {
+        &self.header
     }
 
     /// File offset of the next frame (after the last one returned).
@@ -140,7 +147,7 @@ mod tests {
 
     fn all(image: &[u8], header: &[u8; 8]) -> (Vec<Item>, Option<String>) {
         let mut out = Vec::new();
-        let mut r = match ItemReader::open(image, header) {
+        let mut r = match ItemReader::open(image, &[header]) {
             Ok(Some(r)) => r,
             Ok(None) => return (out, None),
             Err(e) => return (out, Some(e.to_string())),

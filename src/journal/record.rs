@@ -1,21 +1,35 @@
 //! Journal file format.
 //!
 //! ```text
-//! file   = header record*
-//! header = "WERKJNL" version:u8            (8 bytes; version 1)
+//! file   = header batch*
+//! header = "WERKJNL" version:u8            (8 bytes; version 2)
+//! batch  = record* commit                  one write (and, with `--sync always`, one fsync)
 //! record = len:u32 crc:u32 kind:u8 body     len = 1 + |body|, crc = CRC-32 of kind ++ body
+//! commit = the same framing, kind 0x0B, body = start:u64 0xC0
 //! ```
 //! Integers are little-endian. Strings and byte blobs are `len:u32` then the bytes. Timestamps
 //! are `i64` nanoseconds. Decoding never trusts a length: every read is bounds-checked, and a
 //! record longer than [`RECORD_BYTES_MAX`] is corrupt.
+//!
+//! The commit marker closes a batch and names the file offset where the batch began (the end of
+//! the previous marker, or of the header). A batch is acknowledged only after it is durable, and
+//! the next one is written only then, so only the last batch of a journal can be unfinished
+//! after a power cut, whatever order the disk wrote its sectors in: recovery keeps whole batches
+//! only ([`decode_all`], `journal::files`). The trailing `0xC0` means a batch never ends in a
+//! zero byte, so a journal's data end (its last non-zero byte) is the end of its last batch.
+//!
+//! Version 1 (`WERKJNL\x01`, before markers) is still read, record by record; markers a newer
+//! werk appended to such a file are skipped there.
 
 use crate::core::record::Record;
 use crate::core::sorted::{SetKey, SetName};
 use crate::timestamp::Timestamp;
 use std::fmt;
 
-/// The file header.
-pub const HEADER: &[u8; 8] = b"WERKJNL\x01";
+/// The file header of the journals werk writes.
+pub const HEADER: &[u8; 8] = b"WERKJNL\x02";
+/// The header of a journal written before batches had commit markers (read, never written).
+pub const HEADER_V1: &[u8; 8] = b"WERKJNL\x01";
 /// Largest record accepted (a job is bounded by the line limit, 16 MiB by default).
 pub const RECORD_BYTES_MAX: usize = 256 << 20;
 
@@ -29,6 +43,12 @@ const PAUSE: u8 = 7;
 const REMOVE_QUEUE: u8 = 8;
 const FLUSH: u8 = 9;
 const TOTALS: u8 = 10;
+/// Kind of the marker that closes a batch (not a [`Record`]).
+const COMMIT: u8 = 11;
+/// Last byte of a commit marker: no batch ends in a zero byte.
+const COMMIT_END: u8 = 0xC0;
+/// Bytes of a framed commit marker: frame, kind, start, end byte.
+pub const COMMIT_BYTES: usize = 8 + 1 + 8 + 1;
 /// Kind of a snapshot's last record (not a [`Record`]): its generation and record count.
 const SNAPSHOT_END: u8 = 0xF0;
 
@@ -45,6 +65,12 @@ pub enum DecodeError {
         /// Where the partial record starts.
         offset: usize,
     },
+    /// Whole records follow the last commit marker without one of their own (a batch that was
+    /// being written): everything before `offset` is good.
+    Unfinished {
+        /// Where the unfinished batch starts (the end of the last marker).
+        offset: usize,
+    },
     /// A record's checksum, kind or fields are wrong.
     Corrupt {
         /// Where the bad record starts.
@@ -59,6 +85,9 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::BadHeader => f.write_str("not a werk journal (bad header)"),
             DecodeError::Torn { offset } => write!(f, "torn record at byte {offset}"),
+            DecodeError::Unfinished { offset } => {
+                write!(f, "a batch without its commit marker at byte {offset}")
+            }
             DecodeError::Corrupt { offset, reason } => {
                 write!(f, "corrupt record at byte {offset}: {reason}")
             }
@@ -172,6 +201,29 @@ pub fn encode_snapshot_end(generation: u64, records: u64, out: &mut Vec<u8>) {
     frame(out, start);
 }
 
+/// Appends the marker that closes a batch which began at file offset `start`.
+pub fn encode_commit(start: u64, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.push(COMMIT);
+    out.extend_from_slice(&start.to_le_bytes());
+    out.push(COMMIT_END);
+    frame(out, at);
+}
+
+/// The start a whole, valid commit marker at the beginning of `buf` names, if there is one
+/// (a cheap test of the fixed frame first, so scanning damaged bytes for markers stays linear).
+pub fn commit_at(buf: &[u8]) -> Option<u64> {
+    let frame = buf.get(..COMMIT_BYTES)?;
+    if frame[..4] != [10, 0, 0, 0] || frame[8] != COMMIT || frame[17] != COMMIT_END {
+        return None;
+    }
+    match decode_item(frame) {
+        Ok(Some((Item::Commit { start }, _))) => Some(start),
+        _ => None,
+    }
+}
+
 /// Fills in the length and checksum of the record that starts at `start`.
 fn frame(out: &mut [u8], start: usize) {
     let body = &out[start + 8..];
@@ -271,6 +323,11 @@ fn decode_body(kind: u8, b: &mut Body<'_>) -> Option<Record> {
 pub enum Item {
     /// A state change.
     Record(Record),
+    /// The end of a batch (see [`encode_commit`]).
+    Commit {
+        /// File offset where the batch began.
+        start: u64,
+    },
     /// The end of a snapshot (see [`encode_snapshot_end`]).
     SnapshotEnd {
         /// The journal generation that continues the snapshot.
@@ -299,13 +356,19 @@ pub fn decode_item(buf: &[u8]) -> Result<Option<(Item, usize)>, DecodeError> {
         return Err(corrupt("checksum mismatch"));
     }
     let mut reader = Body(body.get(1..).unwrap_or_default());
-    let item = if body[0] == SNAPSHOT_END {
-        Item::SnapshotEnd {
+    let item = match body[0] {
+        SNAPSHOT_END => Item::SnapshotEnd {
             generation: reader.u64().ok_or(corrupt("bad snapshot trailer"))?,
             records: reader.u64().ok_or(corrupt("bad snapshot trailer"))?,
+        },
+        COMMIT => {
+            let start = reader.u64().ok_or(corrupt("bad commit marker"))?;
+            if reader.u8() != Some(COMMIT_END) {
+                return Err(corrupt("bad commit marker"));
+            }
+            Item::Commit { start }
         }
-    } else {
-        Item::Record(decode_body(body[0], &mut reader).ok_or(corrupt("bad record body"))?)
+        kind => Item::Record(decode_body(kind, &mut reader).ok_or(corrupt("bad record body"))?),
     };
     if !reader.0.is_empty() {
         return Err(corrupt("trailing bytes in record"));
@@ -314,47 +377,146 @@ pub fn decode_item(buf: &[u8]) -> Result<Option<(Item, usize)>, DecodeError> {
 }
 
 /// Decodes the record at the start of `buf`: `Ok(None)` if `buf` ends inside it (torn).
-/// A snapshot trailer is not a record here. Errors carry offset 0; [`decode_all`] places them.
+/// A snapshot trailer or a commit marker is not a record here. Errors carry offset 0.
 pub fn decode_one(buf: &[u8]) -> Result<Option<(Record, usize)>, DecodeError> {
     match decode_item(buf)? {
         None => Ok(None),
         Some((Item::Record(r), used)) => Ok(Some((r, used))),
-        Some((Item::SnapshotEnd { .. }, _)) => Err(DecodeError::Corrupt {
+        Some((Item::SnapshotEnd { .. } | Item::Commit { .. }, _)) => Err(DecodeError::Corrupt {
             offset: 0,
-            reason: "snapshot trailer in a journal",
+            reason: "not a state record",
         }),
     }
 }
 
-/// Decodes a whole journal image (header included). Returns the records of the valid prefix,
-/// its length in bytes, and why decoding stopped early, if it did.
-pub fn decode_all(image: &[u8]) -> (Vec<Record>, usize, Option<DecodeError>) {
-    if image.get(..HEADER.len()) != Some(&HEADER[..]) {
-        return (Vec::new(), 0, Some(DecodeError::BadHeader));
-    }
-    let mut pos = HEADER.len();
-    let mut records = Vec::new();
-    while pos < image.len() {
-        match decode_one(&image[pos..]) {
-            Ok(Some((rec, used))) => {
-                records.push(rec);
-                pos += used;
-            }
-            Ok(None) => return (records, pos, Some(DecodeError::Torn { offset: pos })),
-            Err(DecodeError::Corrupt { reason, .. }) => {
-                return (
-                    records,
-                    pos,
-                    Some(DecodeError::Corrupt {
-                        offset: pos,
-                        reason,
-                    }),
-                )
-            }
-            Err(other) => return (records, pos, Some(other)),
+/// How a journal groups its records, from its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// [`HEADER`]: records count once their batch's commit marker is read.
+    Batches,
+    /// [`HEADER_V1`]: every whole record counts; markers are skipped.
+    Records,
+}
+
+impl Framing {
+    /// The framing a journal header announces.
+    pub fn of(header: &[u8]) -> Option<Framing> {
+        match header {
+            h if h == HEADER => Some(Framing::Batches),
+            h if h == HEADER_V1 => Some(Framing::Records),
+            _ => None,
         }
     }
-    (records, pos, None)
+}
+
+/// Follows a journal's records as they are read, and says which of them count: with
+/// [`Framing::Batches`], a batch's records are held until its commit marker, which must name
+/// where the batch began. [`decode_all`] and recovery (`journal::files`) share it, so the two
+/// agree on what a journal holds.
+#[derive(Debug)]
+pub struct Batcher {
+    framing: Framing,
+    /// File offset after the last record that counts (its batch's marker, with batches).
+    pub committed: u64,
+    /// Records read since then, with their offsets.
+    pub pending: Vec<(u64, Record)>,
+}
+
+impl Batcher {
+    /// How this file groups its records.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// A batcher for a file whose header announced `framing`.
+    pub fn new(framing: Framing) -> Batcher {
+        Batcher {
+            framing,
+            committed: HEADER.len() as u64,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes the item read at `at`, ending at `end`; returns the records that now count, in
+    /// order, or why the item cannot be where it is.
+    pub fn take(
+        &mut self,
+        item: Item,
+        at: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Record)>, DecodeError> {
+        let offset = usize::try_from(at).unwrap_or(usize::MAX);
+        match (item, self.framing) {
+            (Item::Record(r), Framing::Batches) => {
+                self.pending.push((at, r));
+                Ok(Vec::new())
+            }
+            (Item::Record(r), Framing::Records) => {
+                self.committed = end;
+                Ok(vec![(at, r)])
+            }
+            (Item::Commit { start }, Framing::Batches) => {
+                if start != self.committed {
+                    return Err(DecodeError::Corrupt {
+                        offset,
+                        reason: "a commit marker that does not close the batch before it",
+                    });
+                }
+                self.committed = end;
+                Ok(std::mem::take(&mut self.pending))
+            }
+            (Item::Commit { .. }, Framing::Records) => {
+                self.committed = end;
+                Ok(Vec::new())
+            }
+            (Item::SnapshotEnd { .. }, _) => Err(DecodeError::Corrupt {
+                offset,
+                reason: "snapshot trailer in a journal",
+            }),
+        }
+    }
+}
+
+/// Decodes a whole journal image (header included). Returns the records that count (those of
+/// whole batches), where they end, and why decoding stopped before the end of the image, if it
+/// did: records after the last marker are [`DecodeError::Unfinished`] when whole.
+pub fn decode_all(image: &[u8]) -> (Vec<Record>, usize, Option<DecodeError>) {
+    let Some(framing) = image.get(..HEADER.len()).and_then(Framing::of) else {
+        return (Vec::new(), 0, Some(DecodeError::BadHeader));
+    };
+    let mut batcher = Batcher::new(framing);
+    let mut pos = HEADER.len();
+    let mut records = Vec::new();
+    let stop = loop {
+        if pos >= image.len() {
+            break None;
+        }
+        let placed = |e| match e {
+            DecodeError::Corrupt { reason, .. } => DecodeError::Corrupt {
+                offset: pos,
+                reason,
+            },
+            other => other,
+        };
+        match decode_item(&image[pos..]) {
+            Ok(Some((item, used))) => {
+                let end = pos + used;
+                match batcher.take(item, pos as u64, end as u64) {
+                    Ok(counted) => records.extend(counted.into_iter().map(|(_, r)| r)),
+                    Err(e) => break Some(e),
+                }
+                pos = end;
+            }
+            Ok(None) => break Some(DecodeError::Torn { offset: pos }),
+            Err(e) => break Some(placed(e)),
+        }
+    };
+    let committed = batcher.committed as usize;
+    let stop = match stop {
+        None if committed < pos => Some(DecodeError::Unfinished { offset: committed }),
+        other => other,
+    };
+    (records, committed, stop)
 }
 
 #[cfg(test)]
@@ -404,12 +566,25 @@ mod tests {
         ]
     }
 
-    fn image() -> Vec<u8> {
+    /// The samples as a journal of three batches (3, 1 and the rest of the records); returns
+    /// the image and the offset where each batch ends.
+    fn batches() -> (Vec<u8>, Vec<usize>) {
         let mut img = HEADER.to_vec();
-        for r in samples() {
-            encode(&r, &mut img);
+        let mut ends = Vec::new();
+        let samples = samples();
+        for batch in [&samples[..3], &samples[3..4], &samples[4..]] {
+            let start = img.len() as u64;
+            for r in batch {
+                encode(r, &mut img);
+            }
+            encode_commit(start, &mut img);
+            ends.push(img.len());
         }
-        img
+        (img, ends)
+    }
+
+    fn image() -> Vec<u8> {
+        batches().0
     }
 
     #[test]
@@ -418,29 +593,63 @@ mod tests {
         let (recs, used, err) = decode_all(&img);
         assert_eq!(recs, samples());
         assert_eq!((used, err), (img.len(), None));
+        assert_ne!(img.last(), Some(&0), "a batch ends in a non-zero byte");
+        // A version 1 journal: every record counts, markers a newer werk added are skipped.
+        let mut v1 = HEADER_V1.to_vec();
+        v1.extend_from_slice(&img[HEADER.len()..]);
+        assert_eq!(decode_all(&v1), (samples(), img.len(), None));
+        let mut v1 = HEADER_V1.to_vec();
+        encode(&samples()[0], &mut v1);
+        assert_eq!(decode_all(&v1), (samples()[..1].to_vec(), v1.len(), None));
     }
 
     #[test]
-    fn every_truncation_keeps_exactly_the_whole_records() {
-        let img = image();
-        let mut boundaries = vec![HEADER.len()];
-        let mut pos = HEADER.len();
-        while let Ok(Some((_, n))) = decode_one(&img[pos..]) {
-            pos += n;
-            boundaries.push(pos);
-        }
+    fn every_truncation_keeps_exactly_the_whole_batches() {
+        let (img, ends) = batches();
+        let samples = samples();
+        let counts = [3, 4, samples.len()];
         for cut in HEADER.len()..img.len() {
             let (recs, used, err) = decode_all(&img[..cut]);
-            let whole = boundaries.iter().filter(|&&b| b <= cut).count() - 1;
-            assert_eq!(recs.len(), whole, "cut {cut}");
-            assert_eq!(used, boundaries[whole]);
-            let expected = if used == cut {
-                None
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            let kept = if whole == 0 { 0 } else { counts[whole - 1] };
+            let boundary = if whole == 0 {
+                HEADER.len()
             } else {
-                Some(DecodeError::Torn { offset: used })
+                ends[whole - 1]
             };
-            assert_eq!(err, expected, "cut {cut}");
+            assert_eq!(recs, samples[..kept], "cut {cut}");
+            assert_eq!(used, boundary, "cut {cut}");
+            assert_eq!(err.is_some(), cut != boundary, "cut {cut}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_marker_must_close_the_batch_before_it() {
+        let mut img = HEADER.to_vec();
+        encode(&samples()[0], &mut img);
+        let at = img.len();
+        encode_commit(HEADER.len() as u64 + 1, &mut img);
+        let (recs, used, err) = decode_all(&img);
+        assert!(recs.is_empty());
+        assert_eq!(used, HEADER.len());
+        assert_eq!(
+            err,
+            Some(DecodeError::Corrupt {
+                offset: at,
+                reason: "a commit marker that does not close the batch before it"
+            })
+        );
+        // A marker is found by its fixed frame and checksum, not by its kind byte alone.
+        let mut marker = Vec::new();
+        encode_commit(4096, &mut marker);
+        assert_eq!(marker.len(), COMMIT_BYTES);
+        assert_eq!(commit_at(&marker), Some(4096));
+        for byte in 0..marker.len() {
+            let mut bad = marker.clone();
+            bad[byte] ^= 0x10;
+            assert_eq!(commit_at(&bad), None, "flip in byte {byte}");
+        }
+        assert_eq!(commit_at(&marker[..COMMIT_BYTES - 1]), None);
     }
 
     #[test]
