@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use werk::core::{Record, SetKey, SetName};
 use werk::journal::files::{data_end, journal_generation, SNAPSHOT_FILE};
-use werk::journal::record::{decode_item, Item, HEADER, SNAPSHOT_HEADER};
+use werk::journal::record::{decode_item, Item, COMMIT_BYTES, HEADER, SNAPSHOT_HEADER};
 use werk::resp::{decode, Frame};
 
 // ===== Seeded randomness and settings ==========================================================
@@ -1674,8 +1674,9 @@ fn flipped_bits_are_refused_or_cut_never_served() {
 /// Flips `trials` seeded single bits, one copy of the directory each, in the files of a
 /// directory built by [`build_journal`]. Each start must either refuse, naming the file (and the
 /// offset of a damaged journal record), leaving the file as it is; or, when the damage is in the
-/// last batch of the newest journal (a torn write looks the same), cut that batch, log it, and
-/// serve exactly the records before it. Returns (refused, cut).
+/// commit marker of the last batch of the newest journal (a marker that never reached the disk
+/// looks the same), cut that batch, log it, and serve exactly the records before it. Returns
+/// (refused, cut).
 fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
     let (dir, pushed) = build_journal(rng, compact);
     let layout = Layout::of(&dir);
@@ -1687,9 +1688,10 @@ fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
         .collect();
     let (mut refused, mut cut) = (0, 0);
     for trial in 0..trials {
-        // A third of the flips hit a record's frame (length, CRC, kind), a third the last three
-        // records, a third anywhere in any file (headers and the snapshot's trailer included).
-        let (file, byte) = match trial % 3 {
+        // A quarter of the flips hit a record's frame (length, CRC, kind), a quarter the last
+        // three records, a quarter the last batch's commit marker, a quarter anywhere in any
+        // file (headers, markers and the snapshot's trailer included).
+        let (file, byte) = match trial % 4 {
             0 => {
                 let r = &records[rng.index(0, records.len())];
                 (r.file, r.start + rng.index(0, 9))
@@ -1697,6 +1699,10 @@ fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
             1 => {
                 let r = &records[rng.index(records.len() - 3, records.len())];
                 (r.file, rng.index(r.start, r.end))
+            }
+            2 => {
+                let r = &records[records.len() - 1];
+                (r.file, rng.index(r.batch_end - COMMIT_BYTES, r.batch_end))
             }
             _ => {
                 let file = rng.index(0, layout.files.len());
@@ -1747,13 +1753,17 @@ fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
                 let context = || format!("{what}:\n{}", w.log_text());
                 // Only the last batch of the newest journal can be a torn write (its fsync never
                 // finished, so nothing in it was acknowledged); werk must not cut away the
-                // acknowledged batches after a damaged one.
-                let newest = layout.newest();
+                // acknowledged batches after a damaged one. With the batch's marker and every
+                // sector on the disk, the batch was written whole: only a flip in its marker
+                // (which then reads as a marker that never reached the disk) may be cut.
+                // The newest journal that holds records (a newer one may hold only its header).
+                let newest = records.last().map_or(0, |r| r.file);
                 let last_batch = records.last().map_or(0, |r| r.batch_start);
-                if in_snapshot || file != newest || byte < last_batch {
+                let marker = records.last().map_or(0, |r| r.batch_end) - COMMIT_BYTES;
+                if in_snapshot || file != newest || byte < marker {
                     panic!(
-                        "werk started on a damaged file (not in its last batch, which starts at \
-                         byte {last_batch}): {}",
+                        "werk started on a damaged file (not in the marker of its last batch, \
+                         at byte {marker}): {}",
                         context()
                     );
                 }
@@ -1782,8 +1792,8 @@ fn flip_trials(rng: &mut Rng, compact: bool, trials: usize) -> (usize, usize) {
         })
         .collect();
     println!(
-        "bitflip: {trials} flips in {}: {refused} refused with the file named, {cut} cut as a torn \
-         last batch; {} records",
+        "bitflip: {trials} flips in {}: {refused} refused with the file named, {cut} cut (a flip in \
+         the last batch's marker); {} records",
         names.join(", "),
         records.len()
     );

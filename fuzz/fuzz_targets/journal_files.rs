@@ -5,7 +5,11 @@
 //! closed by commit markers) or the version 1 header (record by record); with version 2 the
 //! harness may insert a valid marker after every k-th whole record, since the fuzzer cannot
 //! forge their checksums, so that the batch rules (whole batches only, an unfinished last
-//! batch cut whole, a marker naming the wrong start refused) are reached. Recovery must never panic; in read-only mode it
+//! batch cut whole, a marker naming the wrong start refused) are reached. With the hole bit, a
+//! journal of two or more whole batches also gets one sector zeroed (the fuzzer picks which), as
+//! a power cut leaves it: in the last batch, recovery must cut exactly that batch and keep the
+//! records of the others; in an earlier batch (another batch follows it), it must refuse and
+//! change nothing. Recovery must never panic; in read-only mode it
 //! must change nothing; every record it hands over must be one that the in-memory decoder finds
 //! in the same bytes (the streaming reader and `decode_all` agree on the journal's records up to
 //! where either stops); and a repair followed by a second recovery must succeed cleanly with
@@ -53,11 +57,83 @@ fn with_markers(header_len: usize, bytes: &[u8], every: usize) -> Vec<u8> {
     out
 }
 
+/// Where each whole batch of a clean version 2 image ends.
+fn batch_ends(image: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut pos = HEADER.len();
+    while let Ok(Some((item, used))) = decode_item(&image[pos..]) {
+        pos += used;
+        if matches!(item, Item::Commit { .. }) {
+            ends.push(pos);
+        }
+    }
+    ends
+}
+
+/// The power-cut invariants on a copy of `image` (whole batches only) with one sector zeroed.
+fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8) {
+    let ends = batch_ends(image);
+    let n = ends.len();
+    if n < 2 {
+        return;
+    }
+    let write = |bytes: &[u8]| {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len() + 4096, 0);
+        std::fs::write(dir.join(journal_name(1)), &padded).unwrap();
+        padded
+    };
+    // In the last batch: any sector it meets, clipped to its bytes.
+    let (start, end) = (ends[n - 2], ends[n - 1]);
+    let sectors = (end - 1) / 512 - start / 512 + 1;
+    let s = (start / 512 + usize::from(pick) % sectors) * 512;
+    let hole = s.max(start)..(s + 512).min(end);
+    if image[hole.clone()].iter().all(|&b| b == 0) {
+        // Zeros in a record already (a queue name of NULs): no hole to make.
+        return;
+    }
+    let mut torn = image.to_vec();
+    torn[hole].fill(0);
+    write(&torn);
+    let (found, seen) = recovered(dir, Mode::Repair);
+    let found = found.unwrap_or_else(|e| panic!("a hole in the last batch refused: {e}"));
+    assert_eq!(
+        seen,
+        decode_all(&image[..start]).0,
+        "not cut to the last batch"
+    );
+    assert_eq!(found.journal_bytes, start as u64);
+    let (again, same) = recovered(dir, Mode::Repair);
+    assert!(again.expect("a repaired journal recovers").notes.is_empty());
+    assert_eq!(same, seen);
+    // In an earlier batch: a sector wholly inside it, when it has one.
+    let k = usize::from(pick) % (n - 1);
+    let (from, to) = (if k == 0 { HEADER.len() } else { ends[k - 1] }, ends[k]);
+    let s = from.next_multiple_of(512);
+    if s + 512 <= to && image[s..s + 512].iter().any(|&b| b != 0) {
+        let mut damaged = image.to_vec();
+        damaged[s..s + 512].fill(0);
+        let padded = write(&damaged);
+        let (found, _) = recovered(dir, Mode::Repair);
+        assert!(
+            found.is_err(),
+            "a hole before the last batch was not refused"
+        );
+        assert_eq!(std::fs::read(dir.join(journal_name(1))).unwrap(), padded);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {
         return;
     };
     let Some((&framing, data)) = data.split_first() else {
+        return;
+    };
+    let Some((&pick, data)) = data.split_first() else {
         return;
     };
     let dir = std::env::temp_dir().join(format!(
@@ -127,6 +203,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(found.notes.is_empty(), "zeros cut: {:?}", found.notes);
         assert_eq!(again, seen, "zeros changed what recovers");
         let _ = std::fs::remove_dir_all(&padded_dir);
+    }
+    if framing & 0x13 == 0x12 && with_headers && snap.is_none() {
+        let valid = decode_all(&jbytes).1;
+        check_holes(&dir.with_extension("holes"), &jbytes[..valid], pick);
     }
     let (first, repaired) = recovered(&dir, Mode::Repair);
     if first.is_ok() {

@@ -12,7 +12,7 @@
 use super::read::{ItemReader, ReadError};
 use super::record::{
     commit_at, decode_item, Batcher, DecodeError, Framing, Item, COMMIT_BYTES, HEADER, HEADER_V1,
-    SNAPSHOT_HEADER,
+    MISPLACED_COMMIT, SNAPSHOT_HEADER,
 };
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
@@ -104,6 +104,9 @@ pub struct Recovered {
     pub journals: usize,
     /// Journal records replayed.
     pub journal_records: u64,
+    /// Whether the newest journal is a version 1 file ([`HEADER_V1`], before batches had
+    /// commit markers): the writer does not append to it, but starts the next generation.
+    pub journal_v1: bool,
     /// What was cut or ignored, one line each (logged by the caller).
     pub notes: Vec<String>,
 }
@@ -187,7 +190,8 @@ pub fn recover(
         // A damaged tail can be a torn write only in the newest journal that holds records: a
         // later file gets its first batch only after this one's last batch was synced.
         let last = newest_with_data.is_none_or(|newest| newest <= *g);
-        let (records, bytes) = read_journal(path, mode, last, &mut found.notes, apply)?;
+        let (records, bytes, framing) = read_journal(path, mode, last, &mut found.notes, apply)?;
+        found.journal_v1 = framing == Framing::Records;
         found.journal_records += records;
         found.journals_bytes += bytes;
         found.journals += 1;
@@ -245,14 +249,15 @@ fn read_snapshot(
     }
 }
 
-/// Replays one journal file; returns its record count and (valid) size.
+/// Replays one journal file; returns its record count, its (valid) size, and how it is framed
+/// (a file that had no header, or only part of one, has the current one after a repair).
 fn read_journal(
     path: &Path,
     mode: Mode,
     last: bool,
     notes: &mut Vec<String>,
     apply: &mut dyn FnMut(&Record) -> Result<(), String>,
-) -> Result<(u64, u64), RecoverError> {
+) -> Result<(u64, u64, Framing), RecoverError> {
     let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
     let file = File::open(path).map_err(io_err)?;
     // The zeros the writer preallocated past the data are not part of the journal.
@@ -262,7 +267,7 @@ fn read_journal(
         if mode == Mode::Repair {
             write_header(path).map_err(io_err)?;
         }
-        return Ok((0, HEADER.len() as u64));
+        return Ok((0, HEADER.len() as u64, Framing::Batches));
     }
     let mut count = 0u64;
     // A file whose header is torn or wrong goes through the record-by-record rules below.
@@ -299,7 +304,7 @@ fn read_journal(
         Framing::Records => records_tail(&file, path, size, last, stop, &mut count, apply),
     };
     let (cut, why) = match tail? {
-        Tail::Whole(end) => return Ok((count, end)),
+        Tail::Whole(end) => return Ok((count, end, batcher.framing())),
         Tail::Cut(at, why) => (at, why),
     };
     let dropped = size - cut;
@@ -316,7 +321,12 @@ fn read_journal(
             f.sync_all().map_err(io_err)?;
         }
     }
-    Ok((count, cut.max(HEADER.len() as u64)))
+    let framing = if cut < HEADER.len() as u64 {
+        Framing::Batches
+    } else {
+        batcher.framing()
+    };
+    Ok((count, cut.max(HEADER.len() as u64), framing))
 }
 
 /// Where a journal's valid data ends.
@@ -343,8 +353,10 @@ fn damaged(path: &Path, what: String) -> RecoverError {
 /// one before it is durable, so a power cut can leave only that one torn, with its sectors on
 /// the disk in any order (zeros where the disk never wrote, whole records after them). Its fsync
 /// never finished, so nothing in it was acknowledged, and it is cut whole: in the newest journal
-/// that holds records, and only when no marker of a later batch follows. Anything else is
-/// damage to acknowledged data, and the start is refused.
+/// that holds records, and only when the bytes fit a tear (no marker of a later batch follows,
+/// no whole marker in the wrong place, and if the batch's own marker is there, a sector of the
+/// batch is not). Anything else is damage to data that may have been acknowledged, and the
+/// start is refused.
 fn batches_tail(
     file: &File,
     path: &Path,
@@ -357,22 +369,43 @@ fn batches_tail(
     if committed >= size || zeros_from(file, committed, size).map_err(io_err)? {
         return Ok(Tail::Whole(committed.min(size).max(HEADER.len() as u64)));
     }
-    let what = stop
-        .unwrap_or(DecodeError::Unfinished {
-            offset: committed as usize,
-        })
-        .to_string();
+    let stop = stop.unwrap_or(DecodeError::Unfinished {
+        offset: committed as usize,
+    });
+    let what = stop.to_string();
     if !last {
         return Err(damaged(
             path,
             format!("{what}, in a journal that newer journals follow"),
         ));
     }
-    if let Some(marker) = later_marker(file, committed, size, committed).map_err(io_err)? {
+    if matches!(stop, DecodeError::Corrupt { reason, .. } if reason == MISPLACED_COMMIT) {
+        // A whole marker, in the stream of frames, that does not close the batch before it:
+        // no torn write makes one.
+        return Err(damaged(path, what));
+    }
+    let markers = scan_markers(file, committed, size).map_err(io_err)?;
+    if let Some(marker) = markers.later {
         return Err(damaged(
             path,
             format!("{what}, yet the batch closed at byte {marker} follows it"),
         ));
+    }
+    if let Some(own) = markers.own {
+        // The batch's own marker reached the disk, so a tear must have left one of its other
+        // sectors unwritten (zeros, over the preallocated space). With all of them there, the
+        // bytes changed after they were written: damage to a batch that may have been
+        // acknowledged. The marker's own sector was written whole, zeros in it are data.
+        let end = own / SECTOR * SECTOR;
+        if end <= committed || !zero_sector(file, committed, end).map_err(io_err)? {
+            return Err(damaged(
+                path,
+                format!(
+                    "{what}, in a last batch whose commit marker (at byte {own}) and every \
+                     sector are on the disk"
+                ),
+            ));
+        }
     }
     Ok(Tail::Cut(
         committed,
@@ -380,27 +413,73 @@ fn batches_tail(
     ))
 }
 
-/// The offset of a commit marker in `from..to` of `file` that does not close the batch that
-/// began at `batch` (so it closes a later one), if there is one. Reads the range in chunks.
-fn later_marker(file: &File, from: u64, to: u64, batch: u64) -> io::Result<Option<u64>> {
+/// Commit markers found after the last whole batch.
+struct Markers {
+    /// The end of the first marker of a later batch: one naming a start after the batch being
+    /// read and before itself, as only a genuine later marker can.
+    later: Option<u64>,
+    /// Where the last marker closing the batch being read starts.
+    own: Option<u64>,
+}
+
+/// Reads `batch..to` of `file` (in chunks) for commit markers; `batch` is where the batch
+/// being read began.
+fn scan_markers(file: &File, batch: u64, to: u64) -> io::Result<Markers> {
     use std::os::unix::fs::FileExt;
-    const STEP: u64 = 1 << 20;
+    let mut found = Markers {
+        later: None,
+        own: None,
+    };
     let mut buf = vec![0u8; STEP as usize + COMMIT_BYTES];
-    let mut at = from;
+    let mut at = batch;
     while at < to {
         let len = (to - at).min(STEP + COMMIT_BYTES as u64) as usize;
         file.read_exact_at(&mut buf[..len], at)?;
-        let window = &buf[..len];
         // Markers starting in this step; the overlap lets one cross into the next step.
         let starts = len.min(STEP as usize);
         for i in 0..starts {
-            if commit_at(&window[i..]).is_some_and(|start| start != batch) {
-                return Ok(Some(at + i as u64 + COMMIT_BYTES as u64));
+            let pos = at + i as u64;
+            match commit_at(&buf[i..len]) {
+                Some(start) if start == batch => found.own = Some(pos),
+                Some(start) if start > batch && start < pos => {
+                    found.later = Some(pos + COMMIT_BYTES as u64);
+                    return Ok(found);
+                }
+                _ => {}
             }
         }
         at += starts as u64;
     }
-    Ok(None)
+    Ok(found)
+}
+
+/// Bytes read at a time when scanning a journal's tail.
+const STEP: u64 = 1 << 20;
+
+/// True when some sector of `file` that meets `from..to` is all zeros there (the first one
+/// from `from` on). Reads the range in chunks that end on sector boundaries.
+fn zero_sector(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; STEP as usize];
+    let mut at = from;
+    while at < to {
+        let end = (at / SECTOR * SECTOR + STEP).min(to);
+        let chunk = &mut buf[..(end - at) as usize];
+        file.read_exact_at(chunk, at)?;
+        let mut s = at;
+        while s < end {
+            let e = ((s / SECTOR + 1) * SECTOR).min(end);
+            if chunk[(s - at) as usize..(e - at) as usize]
+                .iter()
+                .all(|&b| b == 0)
+            {
+                return Ok(true);
+            }
+            s = e;
+        }
+        at = end;
+    }
+    Ok(false)
 }
 
 /// The tail of a journal read record by record ([`HEADER_V1`], or a file whose header is torn
@@ -1036,6 +1115,201 @@ mod tests {
             )),
             "{e}"
         );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Every subset of the last batch's sectors on the disk (but all of them: that is a whole
+    /// batch), over preallocated zeros: always cut at the batch's start, the earlier batches
+    /// kept. The sector the batch shares with the one before it keeps its earlier bytes.
+    #[test]
+    fn every_subset_of_the_last_batch_sectors_is_cut_whole() {
+        let d = dir("subsets");
+        let first: &[Record] = &[rec("a"), rec("b")];
+        let last: Vec<Record> = (0..6).map(|i| rec(&format!("{i}").repeat(300))).collect();
+        let p = journal_of(&d, 1, &[first, &last]);
+        let whole = std::fs::read(&p).unwrap();
+        let cut = std::fs::metadata(journal_of(&d, 1, &[first]))
+            .unwrap()
+            .len() as usize;
+        let mut sectors = vec![];
+        let mut s = cut / 512 * 512;
+        while s < whole.len() {
+            sectors.push((s.max(cut), (s + 512).min(whole.len())));
+            s += 512;
+        }
+        assert!(sectors.len() >= 4, "{}", sectors.len());
+        for mask in 0..(1u32 << sectors.len()) - 1 {
+            let mut bytes = whole.clone();
+            for (i, &(a, b)) in sectors.iter().enumerate() {
+                if mask & (1 << i) == 0 {
+                    bytes[a..b].fill(0);
+                }
+            }
+            bytes.resize(whole.len() + 4096, 0);
+            std::fs::write(&p, &bytes).unwrap();
+            let (found, seen) =
+                run(&d, Mode::ReadOnly).unwrap_or_else(|e| panic!("sectors {mask:b}: {e}"));
+            assert_eq!(seen, first, "sectors {mask:b}");
+            assert_eq!(found.journal_bytes, cut as u64, "sectors {mask:b}");
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A newer journal whose first batch lost its first sector after the header reads as
+    /// holding nothing (`holds_records`), yet it is still the last journal: its torn batch is
+    /// cut, and the older journal's batches are kept.
+    #[test]
+    fn a_newer_journal_whose_first_sector_was_lost_is_cut() {
+        let d = dir("newer-first-sector");
+        journal(&d, 1, &[rec("a")]);
+        let big: Vec<Record> = (0..4).map(|i| rec(&format!("{i}").repeat(400))).collect();
+        let p2 = journal_of(&d, 2, &[&big]);
+        let mut bytes = std::fs::read(&p2).unwrap();
+        bytes[HEADER.len()..512].fill(0);
+        bytes.resize(bytes.len() + 4096, 0);
+        std::fs::write(&p2, &bytes).unwrap();
+        assert!(!holds_records(&p2).unwrap());
+        let (found, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a")]);
+        assert_eq!((found.generation, found.journal_bytes), (2, 8));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// The tail is scanned in 1 MiB steps; a marker that crosses a step's end is found.
+    #[test]
+    fn markers_across_the_scan_step_are_found() {
+        let d = dir("step");
+        let p = d.join("f");
+        let step = STEP as usize;
+        for off in [step - 18, step - 17, step - 1, step, step + 1] {
+            let mut bytes = vec![1u8; 8 + off];
+            encode_commit(12345, &mut bytes);
+            encode_commit(8, &mut bytes);
+            bytes.extend_from_slice(&[1u8; 100]);
+            std::fs::write(&p, &bytes).unwrap();
+            let f = File::open(&p).unwrap();
+            let m = scan_markers(&f, 8, bytes.len() as u64).unwrap();
+            assert_eq!(
+                m.later,
+                Some((8 + off + COMMIT_BYTES) as u64),
+                "offset {off}"
+            );
+            let m = scan_markers(&f, 8, (8 + off + COMMIT_BYTES) as u64 - 1).unwrap();
+            assert_eq!(m.later, None, "offset {off}: a marker cut short");
+            // Read as the batch that began at 12345, the first marker is its own, and the
+            // second one (naming an earlier start) is no later batch's.
+            let m = scan_markers(&f, 12345, bytes.len() as u64).unwrap();
+            assert_eq!(
+                (m.later, m.own),
+                (None, Some(8 + off as u64)),
+                "offset {off}"
+            );
+        }
+        let mut bytes = vec![1u8; 8 + step];
+        encode_commit(8, &mut bytes);
+        std::fs::write(&p, &bytes).unwrap();
+        let f = File::open(&p).unwrap();
+        let m = scan_markers(&f, 8, bytes.len() as u64).unwrap();
+        assert_eq!((m.later, m.own), (None, Some(8 + step as u64)));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Bytes inside a record can look like a marker: a scheduled job's `at` (chosen by the
+    /// client to the nanosecond), the set's sequence number and the job's length can line up
+    /// as a marker frame with a valid checksum (found here by search). Such a run must not
+    /// make a torn last batch read as one that a later batch follows: only a marker naming a
+    /// start between the batch being read and itself counts as later.
+    #[test]
+    fn a_marker_shaped_run_inside_the_torn_batch_does_not_refuse_the_start() {
+        use crate::core::sorted::{SetKey, SetName};
+        use crate::timestamp::Timestamp;
+        // SetAdd body: kind set at[8] seq[8] len[4] job. From `at` on: at[0..4] = 0A000000,
+        // at[4..8] = the checksum, seq[0] = 0B, seq[1..8] + len[0] = start, len[1] = C0.
+        let mut found = None;
+        'search: for hi in 0u64..1 << 16 {
+            let seq = 0x0B | (hi << 8) | (1 << 20);
+            for lo in 0u8..=255 {
+                let mut body = vec![0x0B];
+                body.extend_from_slice(&seq.to_le_bytes()[1..]);
+                body.push(lo);
+                body.push(0xC0);
+                let crc = crc32fast::hash(&body);
+                // A date the server would schedule (2026 to 2033).
+                if (0x1880_0000..0x1A00_0000).contains(&crc) {
+                    found = Some((seq, lo, crc));
+                    break 'search;
+                }
+            }
+        }
+        let (seq, lo, crc) = found.expect("a marker-shaped key");
+        let len = 0xC000 | lo as usize;
+        let mut job = br#"{"jid":"x","jobtype":"T","args":[""#.to_vec();
+        job.resize(len - 3, b'p');
+        job.extend_from_slice(br#""]}"#);
+        let crafted = Record::SetAdd {
+            set: SetName::Scheduled,
+            key: SetKey {
+                at: Timestamp(((crc as i64) << 32) | 0x0A),
+                seq,
+            },
+            job,
+        };
+        let d = dir("forged");
+        let first: &[Record] = &[rec("a")];
+        let p = journal_of(&d, 1, &[first, &[crafted, rec("b")]]);
+        let whole = std::fs::read(&p).unwrap();
+        let cut = std::fs::metadata(journal_of(&d, 1, &[first]))
+            .unwrap()
+            .len() as usize;
+        // The marker-shaped run is there, and names a start outside the batch.
+        let f = File::open(&p).unwrap();
+        let shaped = (cut..whole.len() - COMMIT_BYTES).find_map(|i| commit_at(&whole[i..]));
+        assert!(shaped.is_some_and(|s| s != cut as u64), "{shaped:?}");
+        drop(f);
+        // The last sector (with the batch's marker) never reached the disk.
+        let mut torn = whole.clone();
+        torn[((whole.len() - 1) / 512 * 512).max(cut)..].fill(0);
+        torn.resize(whole.len() + 4096, 0);
+        std::fs::write(&p, &torn).unwrap();
+        let (found, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, first);
+        assert!(
+            found.notes[0].contains("never acknowledged"),
+            "{:?}",
+            found.notes
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A last batch whose marker and every sector are on the disk was written whole; a bad
+    /// record in it is damage (bit rot, a stray write), not a tear: refused, not cut, since
+    /// the batch may have been acknowledged. (A flip in the marker itself reads as a marker
+    /// that never reached the disk, and is cut.)
+    #[test]
+    fn damage_in_a_last_batch_with_its_marker_and_every_sector_is_refused() {
+        let d = dir("flip-last");
+        let p = journal_of(&d, 1, &[&[rec("a")], &[rec(&"b".repeat(600)), rec("c")]]);
+        let cut = std::fs::metadata(journal(&d, 9, &[rec("a")]))
+            .unwrap()
+            .len() as usize;
+        std::fs::remove_file(d.join(journal_name(9))).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[cut + 12] ^= 0x04;
+        bytes.resize(bytes.len() + 4096, 0);
+        std::fs::write(&p, &bytes).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(
+            e.contains(&format!("corrupt record at byte {cut}: checksum mismatch")),
+            "{e}"
+        );
+        assert!(e.contains("every sector are on the disk"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        // The same flip with a sector of the batch missing: a tear, cut.
+        let hole = (cut / 512 + 1) * 512;
+        bytes[hole..hole + 512].fill(0);
+        std::fs::write(&p, &bytes).unwrap();
+        let (_, seen) = run(&d, Mode::Repair).unwrap();
+        assert_eq!(seen, vec![rec("a")]);
         std::fs::remove_dir_all(d).unwrap();
     }
 

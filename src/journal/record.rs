@@ -47,6 +47,9 @@ const TOTALS: u8 = 10;
 const COMMIT: u8 = 11;
 /// Last byte of a commit marker: no batch ends in a zero byte.
 const COMMIT_END: u8 = 0xC0;
+/// Why a whole commit marker is refused: it names another start than the end of the batch
+/// before it.
+pub const MISPLACED_COMMIT: &str = "a commit marker that does not close the batch before it";
 /// Bytes of a framed commit marker: frame, kind, start, end byte.
 pub const COMMIT_BYTES: usize = 8 + 1 + 8 + 1;
 /// Kind of a snapshot's last record (not a [`Record`]): its generation and record count.
@@ -459,7 +462,7 @@ impl Batcher {
                 if start != self.committed {
                     return Err(DecodeError::Corrupt {
                         offset,
-                        reason: "a commit marker that does not close the batch before it",
+                        reason: MISPLACED_COMMIT,
                     });
                 }
                 self.committed = end;

@@ -437,6 +437,19 @@ impl Journal {
         for note in &found.notes {
             log::warn!("journal: {note}");
         }
+        let mut found = found;
+        if found.journal_v1 {
+            // Appending marked batches to a version 1 file would give its tail only the old
+            // record-by-record rules (a power cut could keep part of a batch); the next
+            // generation is a version 2 file, and recovery reads the two in order.
+            found.generation += 1;
+            found.journal_exists = false;
+            log::info!(
+                "journal: {} predates commit markers; appends go to generation {}",
+                dir.join(journal_name(found.generation - 1)).display(),
+                found.generation
+            );
+        }
         let path = dir.join(journal_name(found.generation));
         let file = if found.journal_exists {
             OpenOptions::new()
@@ -1053,6 +1066,66 @@ mod tests {
     /// `O_DIRECT`, into the same file and often the same block: each kind must go on exactly
     /// where the other stopped. (The compaction itself is not run: its state is set, so the
     /// batches in between are known to take the page cache.)
+    /// A version 1 journal (before commit markers) is never appended to: the first start of
+    /// this werk opens the next generation, in version 2, and a restart reads both.
+    #[test]
+    fn a_version_1_journal_is_continued_in_a_new_generation() {
+        use crate::journal::record::{decode_all, HEADER_V1};
+        let d = dir("v1-upgrade");
+        std::fs::create_dir_all(&d).unwrap();
+        let now = SystemClock::new().now();
+        // Two PUSHes journalled the version 1 way: records only.
+        let mut old = Core::new(recording(), now, 1);
+        let mut n = 0;
+        for line in pushes(&mut n, 2) {
+            old.apply(ConnId(1), Command::parse(line.as_bytes()).unwrap(), now);
+        }
+        let mut v1 = HEADER_V1.to_vec();
+        for r in std::mem::take(&mut old.effects().records) {
+            encode(&r, &mut v1);
+        }
+        let first = d.join(journal_name(1));
+        std::fs::write(&first, &v1).unwrap();
+        let mut core = Core::new(recording(), now, 1);
+        let (mut j, found) = Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |r| {
+            core.replay(r, now).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(found.journal_records, 2);
+        assert_eq!(j.generation(), 2);
+        let mut now_ms = 0;
+        turn(&mut core, &mut j, &pushes(&mut n, 3), &mut now_ms);
+        drop(j);
+        assert_eq!(
+            std::fs::read(&first).unwrap(),
+            v1,
+            "the version 1 file is left as it was"
+        );
+        let second = std::fs::read(d.join(journal_name(2))).unwrap();
+        let end = files::data_end(&d.join(journal_name(2))).unwrap() as usize;
+        let (records, _, err) = decode_all(&second[..end]);
+        assert_eq!(records.len(), 3);
+        assert!(second.starts_with(HEADER), "a version 2 file");
+        assert!(
+            matches!(
+                err,
+                None | Some(crate::journal::record::DecodeError::Corrupt { .. })
+            ),
+            "{err:?}"
+        );
+        let mut again = Core::new(recording(), now, 1);
+        let (j, found) = Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |r| {
+            again.replay(r, now).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(found.journal_records, 5);
+        assert_eq!(j.generation(), 2, "a version 2 file is appended to");
+        assert!(found.notes.is_empty(), "{:?}", found.notes);
+        assert_eq!(sorted_dump(&again), sorted_dump(&core));
+        drop(j);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
     #[test]
     fn direct_and_page_cache_batches_take_turns_in_one_file() {
         let d = dir("mixed");
