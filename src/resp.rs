@@ -52,10 +52,26 @@ fn write_line(out: &mut Vec<u8>, prefix: u8, text: &str) {
 /// Writes a bulk string.
 pub fn write_bulk(out: &mut Vec<u8>, body: &[u8]) {
     out.push(b'$');
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    write_decimal(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal, without the formatting machinery or an allocation (it runs for every
+/// job handed out, and for every number in a job's JSON).
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A frame read back by a client.
@@ -149,6 +165,24 @@ mod tests {
         let mut v = Vec::new();
         r.encode(&mut v);
         v
+    }
+
+    #[test]
+    fn bulk_lengths_and_decimals() {
+        for (len, head) in [
+            (0, "$0\r\n"),
+            (9, "$9\r\n"),
+            (10, "$10\r\n"),
+            (12345, "$12345\r\n"),
+        ] {
+            let mut out = Vec::new();
+            write_bulk(&mut out, &vec![b'x'; len]);
+            assert!(out.starts_with(head.as_bytes()), "{len}");
+            assert_eq!(out.len(), head.len() + len + 2);
+        }
+        let mut out = Vec::new();
+        write_decimal(&mut out, u64::MAX);
+        assert_eq!(out, u64::MAX.to_string().as_bytes());
     }
 
     #[test]

@@ -792,21 +792,10 @@ fn field_time(out: &mut Vec<u8>, name: &str, t: Timestamp) {
 
 /// Appends an integer in decimal without the formatting machinery.
 fn write_int(out: &mut Vec<u8>, v: i64) {
-    let mut digits = [0u8; 20];
-    let mut n = v.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     if v < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&digits[i..]);
+    crate::resp::write_decimal(out, v.unsigned_abs());
 }
 
 /// [`write_json_str`] for text held as bytes: copied as is when nothing in it needs an escape
