@@ -1262,10 +1262,8 @@ mod tests {
             .unwrap()
             .len() as usize;
         // The marker-shaped run is there, and names a start outside the batch.
-        let f = File::open(&p).unwrap();
         let shaped = (cut..whole.len() - COMMIT_BYTES).find_map(|i| commit_at(&whole[i..]));
         assert!(shaped.is_some_and(|s| s != cut as u64), "{shaped:?}");
-        drop(f);
         // The last sector (with the batch's marker) never reached the disk.
         let mut torn = whole.clone();
         torn[((whole.len() - 1) / 512 * 512).max(cut)..].fill(0);
