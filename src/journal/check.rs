@@ -74,11 +74,20 @@ pub fn check(dir: &Path) -> Report {
         core.replay(r, now).map_err(|e| e.to_string())
     }) {
         Ok(found) => {
+            // A version 1 journal is not appended to: a start opens the next generation.
+            let (generation, new) = if found.journal_v1 {
+                (
+                    found.generation + 1,
+                    " (a new file: the newest predates commit markers)",
+                )
+            } else {
+                (found.generation, "")
+            };
             let _ = writeln!(
                 text,
                 "read {} snapshot records and {} journal records; appends would continue in \
-                 generation {}",
-                found.snapshot_records, found.journal_records, found.generation
+                 generation {generation}{new}",
+                found.snapshot_records, found.journal_records
             );
             for note in &found.notes {
                 let _ = writeln!(text, "warning: {note} (a start cuts it)");
@@ -210,6 +219,19 @@ mod tests {
         assert!(r.text.contains("DAMAGED"), "{}", r.text);
         assert!(r.text.contains("queue mail: 1 jobs"), "{}", r.text);
         assert!(r.text.contains("werk will refuse to start"), "{}", r.text);
+
+        // A version 1 journal: a start would open generation 2.
+        let mut v1 = crate::journal::record::HEADER_V1.to_vec();
+        encode(&Record::Enqueue { job: job.to_vec() }, &mut v1);
+        std::fs::write(&p, &v1).unwrap();
+        let r = check(&d);
+        assert!(r.healthy, "{}", r.text);
+        assert!(
+            r.text
+                .contains("appends would continue in generation 2 (a new file"),
+            "{}",
+            r.text
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 }
