@@ -1,10 +1,11 @@
 //! Compaction against the real binary: under a steady load the data directory stays
 //! proportional to the live state, a restart after compactions recovers exactly the acknowledged
-//! state, and `werk journal check` reports a directory offline.
+//! state, the memory a compaction used is given back, and `werk journal check` reports a
+//! directory offline.
 
 mod harness;
 
-use harness::{bulk, info, job, ok, temp_dir, wait_until, Raw, Werk};
+use harness::{bulk, holds_for, info, job, ok, temp_dir, wait_until, Raw, Werk};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -140,6 +141,85 @@ fn steady_load_keeps_the_directory_proportional_to_the_live_state() {
     }
     // The reservation came back and still answers to ACK.
     assert_eq!(raw.cmd(r#"ACK {"jid":"held0001"}"#), ok());
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Jobs queued, over all queues.
+fn queued(raw: &mut Raw) -> u64 {
+    let i = info(raw);
+    let queues = i["faktory"]["queues"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    queues.values().filter_map(|v| v.as_u64()).sum()
+}
+
+/// A compaction rebuilds the state in a second copy on its own thread. Once it is done, werk
+/// must hold about what a fresh start on the same directory holds: the copy's memory goes back
+/// to the system. (A change in how recovery allocates once left the copy's pages with the
+/// compaction thread's allocator: 134 MB against 83 MB after a restart, with a million jobs.)
+/// The jobs go to 300 queues of 1,000: one queue of 300,000 doubles its buffer late in the
+/// push, and whether a compaction's trim comes after that moved the figure by 8 MB. Measured
+/// (debug build): 1.07–1.08 × the restart's figure; 1.49–1.58 × without the fix.
+#[test]
+fn compactions_give_their_memory_back() {
+    let dir = temp_dir("compact-rss");
+    let args = ["--compact-bytes-min", "2097152", "--sync", "none"];
+    let mut w = Werk::start_in(&dir, &args, &[]);
+    let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
+    let batches = 300;
+    for b in 0..batches {
+        let jobs: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"jid":"mem{b:04}{i:04}","jobtype":"Load","args":[1,"string",3],"queue":"q{b:03}"}}"#
+                )
+            })
+            .collect();
+        assert_eq!(bulk(raw.cmd(&format!("PUSHB [{}]", jobs.join(",")))), "{}");
+    }
+    // Every compaction has finished: while one runs there are two journal files (it removes
+    // the old one last, after giving its memory back), and with the push over no other starts.
+    let journals = || {
+        names(&dir)
+            .iter()
+            .filter(|n| n.starts_with("journal-"))
+            .count()
+    };
+    let settled = wait_until(Duration::from_secs(60), || {
+        w.log_count("compaction: snapshot") >= 2 && journals() == 1
+    }) && holds_for(Duration::from_millis(500), || journals() == 1);
+    assert!(settled, "compactions did not settle:\n{}", w.log_text());
+    let after_push = rss_kib(w.pid());
+    assert_eq!(queued(&mut raw), batches * 1000);
+    drop(raw);
+    let stopped = w.terminate(Duration::from_secs(20));
+    assert!(stopped.is_some_and(|s| s.success()), "{}", w.log_text());
+    let w = Werk::start_in(&dir, &args, &[]);
+    assert!(w.logged("recovered a snapshot of"));
+    let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
+    assert_eq!(queued(&mut raw), batches * 1000);
+    let recovered = rss_kib(w.pid());
+    println!(
+        "compaction memory: {after_push} KiB after {} jobs and their compactions, {recovered} KiB \
+         after a restart",
+        batches * 1000
+    );
+    assert!(
+        after_push * 100 <= recovered * 125,
+        "werk holds {after_push} KiB after its compactions, {recovered} KiB after a restart on \
+         the same state: a compaction's memory was not given back"
+    );
     drop(w);
     std::fs::remove_dir_all(dir).unwrap();
 }
