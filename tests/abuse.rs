@@ -16,7 +16,9 @@ mod harness;
 #[allow(dead_code)]
 mod http;
 
-use harness::{bulk, err, holds_for, info, job, ok, pwdhash, run_to_exit, wait_until, Raw, Werk};
+use harness::{
+    bulk, err, holds_for, info, job, ok, pwdhash, rss_kib, run_to_exit, wait_until, Raw, Werk,
+};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -44,19 +46,6 @@ fn serial() -> MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------------------------
 // Measuring: resident memory, and the well-behaved client
 // ---------------------------------------------------------------------------------------------
-
-/// `VmRSS` (or another `/proc/PID/status` field) in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS")
-}
 
 /// What the well-behaved client saw.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{bulk, holds_for, info, job, ok, temp_dir, wait_until, Raw, Werk};
+use harness::{bulk, holds_for, info, job, ok, rss_kib, temp_dir, wait_until, Raw, Werk};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -143,15 +143,6 @@ fn steady_load_keeps_the_directory_proportional_to_the_live_state() {
     assert_eq!(raw.cmd(r#"ACK {"jid":"held0001"}"#), ok());
     drop(w);
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// `VmRSS` of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Jobs queued, over all queues.

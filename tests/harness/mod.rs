@@ -243,6 +243,15 @@ impl Drop for Werk {
     }
 }
 
+/// `VmRSS` of a process, in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
     poll::until(timeout, Duration::from_millis(10), cond).is_some()
