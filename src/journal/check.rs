@@ -74,14 +74,10 @@ pub fn check(dir: &Path) -> Report {
         core.replay(r, now).map_err(|e| e.to_string())
     }) {
         Ok(found) => {
-            // A version 1 journal is not appended to: a start opens the next generation.
-            let (generation, new) = if found.journal_v1 {
-                (
-                    found.generation + 1,
-                    " (a new file: the newest predates commit markers)",
-                )
-            } else {
-                (found.generation, "")
+            let (generation, append_at) = found.appends_to();
+            let new = match (append_at, found.journal_v1) {
+                (None, true) => " (a new file: the newest predates commit markers)",
+                _ => "",
             };
             let _ = writeln!(
                 text,

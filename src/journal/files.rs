@@ -88,7 +88,7 @@ impl std::error::Error for RecoverError {}
 /// What recovery found.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The newest journal generation (appends continue there).
+    /// The newest journal generation (see [`Recovered::appends_to`] for where appends go).
     pub generation: u64,
     /// Whether that journal file exists.
     pub journal_exists: bool,
@@ -105,10 +105,24 @@ pub struct Recovered {
     /// Journal records replayed.
     pub journal_records: u64,
     /// Whether the newest journal is a version 1 file ([`HEADER_V1`], before batches had
-    /// commit markers): the writer does not append to it, but starts the next generation.
+    /// commit markers).
     pub journal_v1: bool,
     /// What was cut or ignored, one line each (logged by the caller).
     pub notes: Vec<String>,
+}
+
+impl Recovered {
+    /// Where appends go: the generation, and the offset to write at in it, or `None` when its
+    /// file is to be created. A version 1 journal is never appended to (its tail would have only
+    /// the record-by-record rules, so a power cut could keep part of a batch): appends go to the
+    /// next generation, a version 2 file, and recovery reads the two in order.
+    pub fn appends_to(&self) -> (u64, Option<u64>) {
+        match (self.journal_exists, self.journal_v1) {
+            (true, false) => (self.generation, Some(self.journal_bytes)),
+            (true, true) => (self.generation + 1, None),
+            (false, _) => (self.generation, None),
+        }
+    }
 }
 
 /// How recovery treats damage it can explain.
@@ -280,16 +294,16 @@ fn read_journal(
             loop {
                 let at = reader.offset();
                 match reader.next_item() {
-                    Ok(Some(item)) => match batcher.take(item, at, reader.offset()) {
-                        Ok(counted) => {
-                            for (at, r) in counted {
-                                apply(&r)
-                                    .map_err(|e| RecoverError::Replay(path.to_path_buf(), at, e))?;
-                                count += 1;
-                            }
+                    Ok(Some(item)) => {
+                        if let Err(e) = batcher.take(item, at, reader.offset()) {
+                            break Some(e);
                         }
-                        Err(e) => break Some(e),
-                    },
+                        for (at, r) in batcher.ready() {
+                            apply(&r)
+                                .map_err(|e| RecoverError::Replay(path.to_path_buf(), at, e))?;
+                            count += 1;
+                        }
+                    }
                     Ok(None) => break None,
                     Err(ReadError::Io(e)) => return Err(io_err(e)),
                     Err(ReadError::Decode(e)) => break Some(e),
@@ -402,7 +416,10 @@ fn batches_tail(
                 path,
                 format!(
                     "{what}, in a last batch whose commit marker (at byte {own}) and every \
-                     sector are on the disk"
+                     sector are on the disk; to start without that batch, which may have been \
+                     acknowledged, truncate the file to {committed} bytes (`truncate -s \
+                     {committed} {}`)",
+                    path.display()
                 ),
             ));
         }
@@ -422,64 +439,74 @@ struct Markers {
     own: Option<u64>,
 }
 
-/// Reads `batch..to` of `file` (in chunks) for commit markers; `batch` is where the batch
-/// being read began.
+/// Reads `batch..to` of `file` for commit markers; `batch` is where the batch being read began.
 fn scan_markers(file: &File, batch: u64, to: u64) -> io::Result<Markers> {
-    use std::os::unix::fs::FileExt;
     let mut found = Markers {
         later: None,
         own: None,
     };
-    let mut buf = vec![0u8; STEP as usize + COMMIT_BYTES];
-    let mut at = batch;
-    while at < to {
-        let len = (to - at).min(STEP + COMMIT_BYTES as u64) as usize;
-        file.read_exact_at(&mut buf[..len], at)?;
-        // Markers starting in this step; the overlap lets one cross into the next step.
-        let starts = len.min(STEP as usize);
-        for i in 0..starts {
+    // Each chunk comes with the bytes of a marker that starts in it and ends in the next.
+    scan(file, batch, to, COMMIT_BYTES, |at, bytes, own| {
+        for i in 0..own {
             let pos = at + i as u64;
-            match commit_at(&buf[i..len]) {
+            match commit_at(&bytes[i..]) {
                 Some(start) if start == batch => found.own = Some(pos),
                 Some(start) if start > batch && start < pos => {
                     found.later = Some(pos + COMMIT_BYTES as u64);
-                    return Ok(found);
+                    return true;
                 }
                 _ => {}
             }
         }
-        at += starts as u64;
-    }
+        false
+    })?;
     Ok(found)
 }
 
-/// Bytes read at a time when scanning a journal's tail.
+/// Bytes read at a time when scanning a journal's tail (a multiple of [`SECTOR`]).
 const STEP: u64 = 1 << 20;
 
-/// True when some sector of `file` that meets `from..to` is all zeros there (the first one
-/// from `from` on). Reads the range in chunks that end on sector boundaries.
-fn zero_sector(file: &File, from: u64, to: u64) -> io::Result<bool> {
+/// Reads `from..to` of `file` in chunks that end on multiples of [`STEP`] (so on sector
+/// boundaries) or at `to`, and hands each to `f(offset, bytes, own)`: `bytes` holds the chunk's
+/// `own` bytes, then up to `overlap` bytes after them (within `to`). Stops at the first chunk
+/// for which `f` returns true; returns whether one did.
+fn scan(
+    file: &File,
+    from: u64,
+    to: u64,
+    overlap: usize,
+    mut f: impl FnMut(u64, &[u8], usize) -> bool,
+) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; STEP as usize];
+    let mut buf = vec![0u8; (STEP as usize + overlap).min(to.saturating_sub(from) as usize)];
     let mut at = from;
     while at < to {
-        let end = (at / SECTOR * SECTOR + STEP).min(to);
-        let chunk = &mut buf[..(end - at) as usize];
-        file.read_exact_at(chunk, at)?;
-        let mut s = at;
-        while s < end {
-            let e = ((s / SECTOR + 1) * SECTOR).min(end);
-            if chunk[(s - at) as usize..(e - at) as usize]
-                .iter()
-                .all(|&b| b == 0)
-            {
-                return Ok(true);
-            }
-            s = e;
+        let own = ((at / STEP + 1) * STEP).min(to) - at;
+        let len = (own + overlap as u64).min(to - at) as usize;
+        file.read_exact_at(&mut buf[..len], at)?;
+        if f(at, &buf[..len], own as usize) {
+            return Ok(true);
         }
-        at = end;
+        at += own;
     }
     Ok(false)
+}
+
+/// True when some sector of `file` that meets `from..to` is all zeros there (the first one
+/// from `from` on).
+fn zero_sector(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    scan(file, from, to, 0, |at, chunk, _| {
+        // The chunk ends on a sector boundary (or at `to`); only its first sector may start
+        // before `at`.
+        let first = ((at / SECTOR + 1) * SECTOR - at) as usize;
+        let mut sectors = std::iter::once(&chunk[..first.min(chunk.len())]).chain(
+            chunk
+                .get(first..)
+                .unwrap_or_default()
+                .chunks(SECTOR as usize),
+        );
+        sectors.any(|s| s.iter().all(|&b| b == 0))
+    })
 }
 
 /// The tail of a journal read record by record ([`HEADER_V1`], or a file whose header is torn
@@ -566,19 +593,11 @@ fn record_past_end(file: &File, offset: u64, end: u64) -> io::Result<Option<(Rec
 }
 
 /// True when every byte of `file` in `offset..end` is zero.
-fn zeros_from(mut file: &File, offset: u64, end: u64) -> io::Result<bool> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut rest = file.take(end.saturating_sub(offset));
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = rest.read(&mut buf)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-    }
+fn zeros_from(file: &File, offset: u64, end: u64) -> io::Result<bool> {
+    let found = scan(file, offset, end, 0, |_, chunk, _| {
+        chunk.iter().any(|&b| b != 0)
+    })?;
+    Ok(!found)
 }
 
 /// True when anything but zeros follows the header of the journal at `path` (a record, or a

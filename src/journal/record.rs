@@ -422,7 +422,9 @@ pub struct Batcher {
     /// File offset after the last record that counts (its batch's marker, with batches).
     pub committed: u64,
     /// Records read since then, with their offsets.
-    pub pending: Vec<(u64, Record)>,
+    pending: Vec<(u64, Record)>,
+    /// Records that count, not yet taken by the caller ([`Batcher::ready`]).
+    ready: Vec<(u64, Record)>,
 }
 
 impl Batcher {
@@ -437,26 +439,19 @@ impl Batcher {
             framing,
             committed: HEADER.len() as u64,
             pending: Vec::new(),
+            ready: Vec::new(),
         }
     }
 
-    /// Takes the item read at `at`, ending at `end`; returns the records that now count, in
-    /// order, or why the item cannot be where it is.
-    pub fn take(
-        &mut self,
-        item: Item,
-        at: u64,
-        end: u64,
-    ) -> Result<Vec<(u64, Record)>, DecodeError> {
+    /// Takes the item read at `at`, ending at `end`, or says why it cannot be where it is. The
+    /// records that count from then on come out of [`Batcher::ready`], in order.
+    pub fn take(&mut self, item: Item, at: u64, end: u64) -> Result<(), DecodeError> {
         let offset = usize::try_from(at).unwrap_or(usize::MAX);
         match (item, self.framing) {
-            (Item::Record(r), Framing::Batches) => {
-                self.pending.push((at, r));
-                Ok(Vec::new())
-            }
+            (Item::Record(r), Framing::Batches) => self.pending.push((at, r)),
             (Item::Record(r), Framing::Records) => {
                 self.committed = end;
-                Ok(vec![(at, r)])
+                self.ready.push((at, r));
             }
             (Item::Commit { start }, Framing::Batches) => {
                 if start != self.committed {
@@ -466,17 +461,23 @@ impl Batcher {
                     });
                 }
                 self.committed = end;
-                Ok(std::mem::take(&mut self.pending))
+                // Moved, not reallocated: both buffers keep their capacity from batch to batch.
+                self.ready.append(&mut self.pending);
             }
-            (Item::Commit { .. }, Framing::Records) => {
-                self.committed = end;
-                Ok(Vec::new())
+            (Item::Commit { .. }, Framing::Records) => self.committed = end,
+            (Item::SnapshotEnd { .. }, _) => {
+                return Err(DecodeError::Corrupt {
+                    offset,
+                    reason: "snapshot trailer in a journal",
+                })
             }
-            (Item::SnapshotEnd { .. }, _) => Err(DecodeError::Corrupt {
-                offset,
-                reason: "snapshot trailer in a journal",
-            }),
         }
+        Ok(())
+    }
+
+    /// The records that count and were not taken yet, with their offsets, in order.
+    pub fn ready(&mut self) -> std::vec::Drain<'_, (u64, Record)> {
+        self.ready.drain(..)
     }
 }
 
@@ -504,10 +505,10 @@ pub fn decode_all(image: &[u8]) -> (Vec<Record>, usize, Option<DecodeError>) {
         match decode_item(&image[pos..]) {
             Ok(Some((item, used))) => {
                 let end = pos + used;
-                match batcher.take(item, pos as u64, end as u64) {
-                    Ok(counted) => records.extend(counted.into_iter().map(|(_, r)| r)),
-                    Err(e) => break Some(e),
+                if let Err(e) = batcher.take(item, pos as u64, end as u64) {
+                    break Some(e);
                 }
+                records.extend(batcher.ready().map(|(_, r)| r));
                 pos = end;
             }
             Ok(None) => break Some(DecodeError::Torn { offset: pos }),

@@ -83,6 +83,15 @@ pub struct Options {
 /// Syncs in a row at most [`Options::inline_sync_max_us`] long before the loop syncs inline.
 pub const FAST_SYNCS_FOR_INLINE: u32 = 16;
 
+impl Options {
+    /// Whether journal files are to be opened for `O_DIRECT` writes: asked for, and only with
+    /// `always` (with `everysec` and `none` a write counts once it is in the page cache, which a
+    /// direct write would make wait for the device).
+    fn direct(&self) -> bool {
+        self.direct_io && self.sync == SyncPolicy::Always
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -437,39 +446,27 @@ impl Journal {
         for note in &found.notes {
             log::warn!("journal: {note}");
         }
-        let mut found = found;
+        let (generation, append_at) = found.appends_to();
         if found.journal_v1 {
-            // Appending marked batches to a version 1 file would give its tail only the old
-            // record-by-record rules (a power cut could keep part of a batch); the next
-            // generation is a version 2 file, and recovery reads the two in order.
-            found.generation += 1;
-            found.journal_exists = false;
             log::info!(
-                "journal: {} predates commit markers; appends go to generation {}",
-                dir.join(journal_name(found.generation - 1)).display(),
-                found.generation
+                "journal: {} predates commit markers; appends go to generation {generation}",
+                dir.join(journal_name(found.generation)).display(),
             );
         }
-        let path = dir.join(journal_name(found.generation));
-        let file = if found.journal_exists {
-            OpenOptions::new()
+        let path = dir.join(journal_name(generation));
+        let file = match append_at {
+            Some(_) => OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&path)
-                .map_err(io_err(&path))?
-        } else {
-            files::write_header(&path).map_err(io_err(&path))?
+                .map_err(io_err(&path))?,
+            None => files::write_header(&path).map_err(io_err(&path))?,
         };
         // New records go after the data, over the zeros preallocated past it, if any.
-        let bytes = if found.journal_exists {
-            found.journal_bytes
-        } else {
-            HEADER.len() as u64
-        };
+        let bytes = append_at.unwrap_or(HEADER.len() as u64);
         let allocated = file.metadata().map_err(io_err(&path))?.len();
-        let direct = options.direct_io && options.sync == SyncPolicy::Always;
         let faults = Arc::new(FaultBudgets::new(&options.faults));
-        let (sink, tail) = Sink::new(file, &path, bytes, direct, faults);
+        let (sink, tail) = Sink::new(file, &path, bytes, options.direct(), faults);
         let (sync_tx, requests) = channel::<SyncRequest>();
         let (done, sync_rx) = channel();
         let wake_sync = wake.clone();
@@ -508,7 +505,7 @@ impl Journal {
         let journal = Journal {
             dir: dir.to_path_buf(),
             file: Arc::new(sink),
-            generation: found.generation,
+            generation,
             _lock: lock,
             options,
             staged: Vec::new(),
@@ -864,9 +861,13 @@ impl Journal {
                     let path = self.dir.join(journal_name(g));
                     // Asked for again with each file: one that could not be opened with
                     // O_DIRECT (or whose last block could not be read) says nothing of the next.
-                    let direct = self.options.direct_io && self.options.sync == SyncPolicy::Always;
-                    let (sink, tail) =
-                        Sink::new(file, &path, self.bytes, direct, self.file.faults.clone());
+                    let (sink, tail) = Sink::new(
+                        file,
+                        &path,
+                        self.bytes,
+                        self.options.direct(),
+                        self.file.faults.clone(),
+                    );
                     self.file = Arc::new(sink);
                     self.tail = tail;
                     self.generation = g;
