@@ -692,8 +692,8 @@ mod tests {
         journal_of(dir, g, &batches)
     }
 
-    /// Writes journal `g` in these batches.
-    fn journal_of(dir: &Path, g: u64, batches: &[&[Record]]) -> PathBuf {
+    /// A version 2 journal of these batches.
+    fn image(batches: &[&[Record]]) -> Vec<u8> {
         let mut img = HEADER.to_vec();
         for batch in batches {
             let start = img.len() as u64;
@@ -702,9 +702,21 @@ mod tests {
             }
             encode_commit(start, &mut img);
         }
+        img
+    }
+
+    /// Writes journal `g` in these batches.
+    fn journal_of(dir: &Path, g: u64, batches: &[&[Record]]) -> PathBuf {
         let p = dir.join(journal_name(g));
-        std::fs::write(&p, img).unwrap();
+        std::fs::write(&p, image(batches)).unwrap();
         p
+    }
+
+    /// The 512-byte sectors that bytes `from..to` of a file meet, each clipped to that range.
+    fn sectors(from: usize, to: usize) -> Vec<(usize, usize)> {
+        (from / 512..to.div_ceil(512))
+            .map(|s| ((s * 512).max(from), (s * 512 + 512).min(to)))
+            .collect()
     }
 
     /// Writes journal `g` as werk did before batches had markers (version 1).
@@ -1053,18 +1065,12 @@ mod tests {
         let last: &[Record] = &[big("x"), big("y"), big("z")];
         let p = journal_of(&d, 1, &[first, last]);
         let whole = std::fs::read(&p).unwrap();
-        let kept = journal_of(&d, 1, &[first]);
-        let cut = std::fs::metadata(&kept).unwrap().len() as usize;
+        let cut = image(&[first]).len();
         assert!(whole.len() - cut > 3 * 512, "the last batch spans sectors");
         // Every sector the last batch touches, zeroed on its own (the bytes of the sector
         // before the batch began are the earlier batch's, the same bytes either way), and the
         // same with preallocated zeros after the file.
-        let mut holes = Vec::new();
-        let mut sector = cut / 512 * 512;
-        while sector < whole.len() {
-            holes.push((sector.max(cut), (sector + 512).min(whole.len())));
-            sector += 512;
-        }
+        let holes = sectors(cut, whole.len());
         for prealloc in [0, 8192] {
             for &(from, to) in &holes {
                 let mut bytes = whole.clone();
@@ -1105,9 +1111,7 @@ mod tests {
         let batches: [&[Record]; 3] = [&[rec("a")], &[big("x"), big("y")], &[rec("c")]];
         let p = journal_of(&d, 1, &batches);
         let whole = std::fs::read(&p).unwrap();
-        let second = std::fs::metadata(journal_of(&d, 1, &batches[..1]))
-            .unwrap()
-            .len() as usize;
+        let second = image(&batches[..1]).len();
         let mut bytes = whole.clone();
         bytes[second + 600..second + 1100].fill(0);
         std::fs::write(&p, &bytes).unwrap();
@@ -1147,15 +1151,8 @@ mod tests {
         let last: Vec<Record> = (0..6).map(|i| rec(&format!("{i}").repeat(300))).collect();
         let p = journal_of(&d, 1, &[first, &last]);
         let whole = std::fs::read(&p).unwrap();
-        let cut = std::fs::metadata(journal_of(&d, 1, &[first]))
-            .unwrap()
-            .len() as usize;
-        let mut sectors = vec![];
-        let mut s = cut / 512 * 512;
-        while s < whole.len() {
-            sectors.push((s.max(cut), (s + 512).min(whole.len())));
-            s += 512;
-        }
+        let cut = image(&[first]).len();
+        let sectors = sectors(cut, whole.len());
         assert!(sectors.len() >= 4, "{}", sectors.len());
         for mask in 0..(1u32 << sectors.len()) - 1 {
             let mut bytes = whole.clone();
@@ -1277,9 +1274,7 @@ mod tests {
         let first: &[Record] = &[rec("a")];
         let p = journal_of(&d, 1, &[first, &[crafted, rec("b")]]);
         let whole = std::fs::read(&p).unwrap();
-        let cut = std::fs::metadata(journal_of(&d, 1, &[first]))
-            .unwrap()
-            .len() as usize;
+        let cut = image(&[first]).len();
         // The marker-shaped run is there, and names a start outside the batch.
         let shaped = (cut..whole.len() - COMMIT_BYTES).find_map(|i| commit_at(&whole[i..]));
         assert!(shaped.is_some_and(|s| s != cut as u64), "{shaped:?}");
@@ -1306,10 +1301,7 @@ mod tests {
     fn damage_in_a_last_batch_with_its_marker_and_every_sector_is_refused() {
         let d = dir("flip-last");
         let p = journal_of(&d, 1, &[&[rec("a")], &[rec(&"b".repeat(600)), rec("c")]]);
-        let cut = std::fs::metadata(journal(&d, 9, &[rec("a")]))
-            .unwrap()
-            .len() as usize;
-        std::fs::remove_file(d.join(journal_name(9))).unwrap();
+        let cut = image(&[&[rec("a")]]).len();
         let mut bytes = std::fs::read(&p).unwrap();
         bytes[cut + 12] ^= 0x04;
         bytes.resize(bytes.len() + 4096, 0);
@@ -1320,6 +1312,10 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("every sector are on the disk"), "{e}");
+        assert!(
+            e.contains(&format!("`truncate -s {cut} {}`", p.display())),
+            "{e}"
+        );
         assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
         // The same flip with a sector of the batch missing: a tear, cut.
         let hole = (cut / 512 + 1) * 512;
@@ -1336,8 +1332,8 @@ mod tests {
         v.len()
     }
 
-    /// A version 1 journal that a newer werk went on appending to holds markers after its
-    /// records: they are skipped, and every whole record counts.
+    /// Markers in a version 1 journal (a werk at 092860b appended marked batches to one; werk
+    /// no longer does, see `Recovered::appends_to`) are skipped, and every whole record counts.
     #[test]
     fn a_version_1_journal_with_markers_appended_reads_every_record() {
         let d = dir("v1-markers");
