@@ -537,10 +537,18 @@ fn event_loop_phase(o: &Opts, work: Work) -> Result<(f64, Lat, Lat), String> {
                 continue;
             };
             let mut chunk = [0u8; 16384];
+            // Edge-triggered: read until the socket is drained. A read shorter than the buffer
+            // drained it (data arriving later raises a new event), so the read that would only
+            // say `WouldBlock` is skipped, as the server does: one `recv` per reply.
             loop {
                 match c.stream.read(&mut chunk) {
                     Ok(0) => return Err("server closed a connection".into()),
-                    Ok(n) => c.rbuf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        c.rbuf.extend_from_slice(&chunk[..n]);
+                        if n < chunk.len() {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.to_string()),
                 }
