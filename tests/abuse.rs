@@ -17,7 +17,8 @@ mod harness;
 mod http;
 
 use harness::{
-    bulk, err, holds_for, info, job, ok, pwdhash, rss_kib, run_to_exit, wait_until, Raw, Werk,
+    bulk, err, holds_for, info, job, ok, pwdhash, raise_own_nofile, rss_kib, run_to_exit,
+    set_own_soft_nofile, wait_until, Raw, Werk,
 };
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -502,38 +503,6 @@ fn pushb_of_100000_tiny_jobs() {
         probe.p99().as_secs_f64() * 1e3,
         probe.worst().as_secs_f64() * 1e3
     );
-}
-
-/// Raises this test process's soft open-file limit to at least `want` (within the hard limit);
-/// returns the hard limit.
-fn raise_own_nofile(want: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes one `rlimit` to a live, aligned local of that type; the return
-    // value is checked.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    if lim.rlim_cur < want {
-        lim.rlim_cur = want.min(lim.rlim_max);
-        // SAFETY: `setrlimit` reads one `rlimit` from a live local; raising the soft limit up
-        // to the unchanged hard limit needs no privilege and touches no memory of ours.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    }
-    lim.rlim_max
-}
-
-/// Sets this process's soft open-file limit to `soft` (children inherit it).
-fn set_own_soft_nofile(soft: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: as in `raise_own_nofile`.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim.rlim_cur = soft.min(lim.rlim_max);
-    // SAFETY: as in `raise_own_nofile`; the soft limit stays within the hard limit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
 }
 
 /// 5,000 sockets opened as fast as 8 threads can, none of which says HELLO. The HELLO deadline

@@ -252,6 +252,38 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Raises this test process's soft open-file limit to at least `want` (within the hard limit);
+/// returns the hard limit.
+pub fn raise_own_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` to a live, aligned local of that type; the return
+    // value is checked.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want.min(lim.rlim_max);
+        // SAFETY: `setrlimit` reads one `rlimit` from a live local; raising the soft limit up
+        // to the unchanged hard limit needs no privilege and touches no memory of ours.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+    lim.rlim_max
+}
+
+/// Sets this process's soft open-file limit to `soft` (children inherit it).
+pub fn set_own_soft_nofile(soft: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as in `raise_own_nofile`.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = soft.min(lim.rlim_max);
+    // SAFETY: as in `raise_own_nofile`; the soft limit stays within the hard limit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
     poll::until(timeout, Duration::from_millis(10), cond).is_some()
