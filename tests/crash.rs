@@ -1246,7 +1246,7 @@ impl Layout {
                     }
                     pos += used;
                 }
-                Ok(Some((Item::Commit { start }, used))) if header == HEADER => {
+                Ok(Some((Item::Commit { start, .. }, used))) if header == HEADER => {
                     for r in &mut self.records[open..] {
                         r.batch_start = start as usize;
                         r.batch_end = pos + used;

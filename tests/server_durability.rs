@@ -209,6 +209,49 @@ fn a_power_cut_inside_the_last_batch_drops_that_batch_whole() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// With `--sync everysec` (or `none`) werk writes a batch without waiting for the one before it
+/// to be durable, so a power cut can leave a hole in a batch that later batches follow: every
+/// batch from the damaged one on is dropped, as that policy allows, and werk starts with the
+/// ones before it. Its markers say how the file was written, whatever `--sync` the next start
+/// has.
+#[test]
+fn a_power_cut_under_everysec_drops_the_batches_from_the_hole_on() {
+    for restart in ["everysec", "always"] {
+        let dir = temp_dir("powercut-everysec");
+        let mut w = Werk::start_in(&dir, &["--sync", "everysec"], &[]);
+        let mut raw = make_state(&w);
+        let before = data_len(&dir);
+        push_bulk(&mut raw, "bulk");
+        let end = data_len(&dir);
+        push_bulk(&mut raw, "more");
+        drop(raw);
+        w.kill9();
+        let size = std::fs::metadata(journal(&dir)).unwrap().len();
+        let hole = ((before + end) / 2 / 512 * 512) as usize;
+        let mut bytes = std::fs::read(journal(&dir)).unwrap();
+        bytes[hole..hole + 512].fill(0);
+        std::fs::write(journal(&dir), &bytes).unwrap();
+        let w = Werk::start_in(&dir, &["--sync", restart], &[]);
+        assert!(
+            w.logged(&format!(
+                "cut a torn tail at byte {before} ({} bytes dropped): batches written with \
+                 --sync everysec or none whose sync never finished",
+                size - before
+            )),
+            "restart with {restart}: {}",
+            w.log_text()
+        );
+        let mut raw = Raw::ready(w.addr, "{}");
+        let queues = &info(&mut raw)["faktory"]["queues"];
+        assert_eq!(queues["bulk"], serde_json::Value::Null);
+        assert_eq!(queues["more"], serde_json::Value::Null);
+        assert_state(&mut raw);
+        drop(raw);
+        drop(w);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
 #[test]
 fn damaged_record_is_refused_not_served() {
     let dir = temp_dir("corrupt");

@@ -9,7 +9,9 @@
 //! journal of two or more whole batches also gets one sector zeroed (the fuzzer picks which), as
 //! a power cut leaves it: in the last batch, recovery must cut exactly that batch and keep the
 //! records of the others; in an earlier batch (another batch follows it), it must refuse and
-//! change nothing. Recovery must never panic; in read-only mode it
+//! change nothing when the markers say each batch was written after the one before it was
+//! durable (`--sync always`), and cut that batch and every later one when they say it was not
+//! (`everysec`, `none`; another framing bit picks which). Recovery must never panic; in read-only mode it
 //! must change nothing; every record it hands over must be one that the in-memory decoder finds
 //! in the same bytes (the streaming reader and `decode_all` agree on the journal's records up to
 //! where either stops); and a repair followed by a second recovery must succeed cleanly with
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use werk::core::record::Record;
 use werk::journal::files::{journal_name, recover, Mode, RecoverError, Recovered, SNAPSHOT_FILE};
 use werk::journal::record::{
-    decode_all, decode_item, encode_commit, Item, HEADER, HEADER_V1, SNAPSHOT_HEADER,
+    decode_all, decode_item, encode_commit_in, Item, Order, HEADER, HEADER_V1, SNAPSHOT_HEADER,
 };
 
 static N: AtomicU64 = AtomicU64::new(0);
@@ -38,9 +40,10 @@ fn recovered(dir: &std::path::Path, mode: Mode) -> (Result<Recovered, RecoverErr
     (found, records)
 }
 
-/// `bytes` (after a header) with a commit marker after every `every`-th whole record, each
-/// naming where its batch began; the bytes after the last whole record are kept as they are.
-fn with_markers(header_len: usize, bytes: &[u8], every: usize) -> Vec<u8> {
+/// `bytes` (after a header) with a commit marker of `order` after every `every`-th whole record,
+/// each naming where its batch began; the bytes after the last whole record are kept as they
+/// are.
+fn with_markers(header_len: usize, bytes: &[u8], every: usize, order: Order) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut pos, mut batch_start, mut in_batch) = (0, header_len as u64, 0);
     while let Ok(Some((Item::Record(_), used))) = decode_item(&bytes[pos..]) {
@@ -48,7 +51,7 @@ fn with_markers(header_len: usize, bytes: &[u8], every: usize) -> Vec<u8> {
         pos += used;
         in_batch += 1;
         if in_batch == every {
-            encode_commit(batch_start, &mut out);
+            encode_commit_in(batch_start, order, &mut out);
             batch_start = (header_len + out.len()) as u64;
             in_batch = 0;
         }
@@ -71,7 +74,7 @@ fn batch_ends(image: &[u8]) -> Vec<usize> {
 }
 
 /// The power-cut invariants on a copy of `image` (whole batches only) with one sector zeroed.
-fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8) {
+fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8, order: Order) {
     let ends = batch_ends(image);
     let n = ends.len();
     if n < 2 {
@@ -116,12 +119,25 @@ fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8) {
         let mut damaged = image.to_vec();
         damaged[s..s + 512].fill(0);
         let padded = write(&damaged);
-        let (found, _) = recovered(dir, Mode::Repair);
-        assert!(
-            found.is_err(),
-            "a hole before the last batch was not refused"
-        );
-        assert_eq!(std::fs::read(dir.join(journal_name(1))).unwrap(), padded);
+        let (found, seen) = recovered(dir, Mode::Repair);
+        match order {
+            Order::AfterDurable => {
+                assert!(
+                    found.is_err(),
+                    "a hole before the last batch was not refused"
+                );
+                assert_eq!(std::fs::read(dir.join(journal_name(1))).unwrap(), padded);
+            }
+            Order::Unsynced => {
+                let found = found
+                    .unwrap_or_else(|e| panic!("a hole before unsynced batches was refused: {e}"));
+                assert_eq!(seen, decode_all(&image[..from]).0, "not cut at the hole");
+                assert_eq!(found.journal_bytes, from as u64);
+                let (again, same) = recovered(dir, Mode::Repair);
+                assert!(again.expect("a repaired journal recovers").notes.is_empty());
+                assert_eq!(same, seen);
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -159,9 +175,14 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Vec::new()
     };
+    let order = if framing & 0x20 == 0 {
+        Order::AfterDurable
+    } else {
+        Order::Unsynced
+    };
     if framing & 2 == 2 && with_headers {
         let every = usize::from(framing >> 2) % 4 + 1;
-        jbytes.extend(with_markers(header.len(), journal, every));
+        jbytes.extend(with_markers(header.len(), journal, every, order));
     } else {
         jbytes.extend_from_slice(journal);
     }
@@ -206,7 +227,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if framing & 0x13 == 0x12 && with_headers && snap.is_none() {
         let valid = decode_all(&jbytes).1;
-        check_holes(&dir.with_extension("holes"), &jbytes[..valid], pick);
+        check_holes(&dir.with_extension("holes"), &jbytes[..valid], pick, order);
     }
     let (first, repaired) = recovered(&dir, Mode::Repair);
     if first.is_ok() {

@@ -13,11 +13,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use werk::journal::record::{
-    decode_all, decode_item, encode, encode_commit, DecodeError, Item, HEADER, HEADER_V1,
+    decode_all, decode_item, encode, encode_commit_in, DecodeError, Item, Order, HEADER, HEADER_V1,
 };
 
 /// Frames `data` as records: each frame is `kind:u8 n:u8` then up to `n` body bytes; with
-/// `every`, a marker closes each run of that many frames.
+/// `every`, a marker closes each run of that many frames (of either order, by the last frame's
+/// kind).
 fn framed(header: &[u8; 8], data: &[u8], every: Option<usize>) -> Vec<u8> {
     let mut image = header.to_vec();
     let mut rest = data;
@@ -32,7 +33,12 @@ fn framed(header: &[u8; 8], data: &[u8], every: Option<usize>) -> Vec<u8> {
         rest = &tail[n..];
         in_batch += 1;
         if every == Some(in_batch) {
-            encode_commit(batch_start, &mut image);
+            let order = if kind & 1 == 0 {
+                Order::AfterDurable
+            } else {
+                Order::Unsynced
+            };
+            encode_commit_in(batch_start, order, &mut image);
             batch_start = image.len() as u64;
             in_batch = 0;
         }
@@ -61,8 +67,8 @@ fn items(image: &[u8], valid: usize) -> (Vec<usize>, Vec<werk::core::record::Rec
                     counted.append(&mut pending);
                 }
             }
-            Item::Commit { start } => {
-                encode_commit(start, &mut again);
+            Item::Commit { start, order } => {
+                encode_commit_in(start, order, &mut again);
                 counted.append(&mut pending);
             }
             Item::SnapshotEnd { .. } => panic!("a snapshot trailer in the valid prefix"),

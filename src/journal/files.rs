@@ -11,8 +11,8 @@
 
 use super::read::{ItemReader, ReadError};
 use super::record::{
-    commit_at, decode_item, Batcher, DecodeError, Framing, Item, COMMIT_BYTES, HEADER, HEADER_V1,
-    MISPLACED_COMMIT, SNAPSHOT_HEADER,
+    commit_at, decode_item, Batcher, DecodeError, Framing, Item, Order, COMMIT_BYTES, HEADER,
+    HEADER_V1, MISPLACED_COMMIT, SNAPSHOT_HEADER,
 };
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
@@ -363,14 +363,18 @@ fn damaged(path: &Path, what: String) -> RecoverError {
 }
 
 /// The tail of a journal made of batches ([`HEADER`]). Whole batches end at `committed`. After
-/// it, anything but zeros is the last batch, unfinished: the loop writes a batch only once the
-/// one before it is durable, so a power cut can leave only that one torn, with its sectors on
-/// the disk in any order (zeros where the disk never wrote, whole records after them). Its fsync
-/// never finished, so nothing in it was acknowledged, and it is cut whole: in the newest journal
-/// that holds records, and only when the bytes fit a tear (no marker of a later batch follows,
-/// no whole marker in the wrong place, and if the batch's own marker is there, a sector of the
-/// batch is not). Anything else is damage to data that may have been acknowledged, and the
-/// start is refused.
+/// it, anything but zeros is the last batch, unfinished: with `--sync always` the loop writes a
+/// batch only once the one before it is durable, so a power cut can leave only that one torn,
+/// with its sectors on the disk in any order (zeros where the disk never wrote, whole records
+/// after them). Its fsync never finished, so nothing in it was acknowledged, and it is cut
+/// whole: in the newest journal that holds records, and only when the bytes fit a tear (no
+/// marker of a later batch follows, no whole marker in the wrong place, and if the batch's own
+/// marker is there, a sector of the batch is not). With `everysec` and `none` the batches since
+/// the last completed sync can all be torn, so later batches may follow the hole: when all of
+/// their markers say so ([`Order::Unsynced`]) and the damaged batch has a sector of zeros (a
+/// write that never reached the disk, not bytes changed after they were written), everything
+/// from the damaged batch on is cut, as those policies allow. Anything else is damage to data
+/// that may have been acknowledged, and the start is refused.
 fn batches_tail(
     file: &File,
     path: &Path,
@@ -399,10 +403,30 @@ fn batches_tail(
         return Err(damaged(path, what));
     }
     let markers = scan_markers(file, committed, size).map_err(io_err)?;
-    if let Some(marker) = markers.later {
+    if let Some(marker) = markers.later_durable {
         return Err(damaged(
             path,
             format!("{what}, yet the batch closed at byte {marker} follows it"),
+        ));
+    }
+    if let Some((start, marker)) = markers.later {
+        // Every later batch was written without waiting for a sync, so a power cut can explain
+        // the damage, with a sector of the damaged batch that never reached the disk: before
+        // its own marker's sector if that is there, else before the first later batch.
+        let end = markers.own.unwrap_or(start).min(start) / SECTOR * SECTOR;
+        if end <= committed || !zero_sector(file, committed, end).map_err(io_err)? {
+            return Err(damaged(
+                path,
+                format!(
+                    "{what}, yet the batch closed at byte {marker} follows it, and no sector \
+                     before that batch is missing"
+                ),
+            ));
+        }
+        return Ok(Tail::Cut(
+            committed,
+            ": batches written with --sync everysec or none whose sync never finished, so \
+             not durable (a power cut; later batches reached the disk before them)",
         ));
     }
     if let Some(own) = markers.own {
@@ -430,19 +454,24 @@ fn batches_tail(
     ))
 }
 
-/// Commit markers found after the last whole batch.
+/// Commit markers found after the last whole batch. A later batch's marker names a start after
+/// the batch being read and before itself, as only a genuine later marker can.
 struct Markers {
-    /// The end of the first marker of a later batch: one naming a start after the batch being
-    /// read and before itself, as only a genuine later marker can.
-    later: Option<u64>,
+    /// The first marker of a later batch: the start it names, and its end.
+    later: Option<(u64, u64)>,
+    /// The end of the first marker of a later batch written after the batches before it were
+    /// durable ([`Order::AfterDurable`]).
+    later_durable: Option<u64>,
     /// Where the last marker closing the batch being read starts.
     own: Option<u64>,
 }
 
 /// Reads `batch..to` of `file` for commit markers; `batch` is where the batch being read began.
+/// Stops at the first later marker of [`Order::AfterDurable`].
 fn scan_markers(file: &File, batch: u64, to: u64) -> io::Result<Markers> {
     let mut found = Markers {
         later: None,
+        later_durable: None,
         own: None,
     };
     // Each chunk comes with the bytes of a marker that starts in it and ends in the next.
@@ -450,10 +479,14 @@ fn scan_markers(file: &File, batch: u64, to: u64) -> io::Result<Markers> {
         for i in 0..own {
             let pos = at + i as u64;
             match commit_at(&bytes[i..]) {
-                Some(start) if start == batch => found.own = Some(pos),
-                Some(start) if start > batch && start < pos => {
-                    found.later = Some(pos + COMMIT_BYTES as u64);
-                    return true;
+                Some((start, _)) if start == batch => found.own = Some(pos),
+                Some((start, order)) if start > batch && start < pos => {
+                    let end = pos + COMMIT_BYTES as u64;
+                    found.later.get_or_insert((start, end));
+                    if order == Order::AfterDurable {
+                        found.later_durable = Some(end);
+                        return true;
+                    }
                 }
                 _ => {}
             }
@@ -669,7 +702,7 @@ pub fn write_header(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{encode, encode_commit, encode_snapshot_end};
+    use crate::journal::record::{encode, encode_commit, encode_commit_in, encode_snapshot_end};
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -692,15 +725,20 @@ mod tests {
         journal_of(dir, g, &batches)
     }
 
-    /// A version 2 journal of these batches.
+    /// A version 2 journal of these batches, as `--sync always` writes them.
     fn image(batches: &[&[Record]]) -> Vec<u8> {
+        image_in(batches, &vec![Order::AfterDurable; batches.len()])
+    }
+
+    /// A version 2 journal of these batches, each closed by a marker of its order.
+    fn image_in(batches: &[&[Record]], orders: &[Order]) -> Vec<u8> {
         let mut img = HEADER.to_vec();
-        for batch in batches {
+        for (batch, &order) in batches.iter().zip(orders) {
             let start = img.len() as u64;
             for r in *batch {
                 encode(r, &mut img);
             }
-            encode_commit(start, &mut img);
+            encode_commit_in(start, order, &mut img);
         }
         img
     }
@@ -1141,6 +1179,91 @@ mod tests {
         std::fs::remove_dir_all(d).unwrap();
     }
 
+    /// With `everysec` and `none` the batches since the last completed sync can all be torn:
+    /// a hole in one of them, with later batches whose markers all say they did not wait for a
+    /// sync, is cut with everything after it. A later marker that did wait, or damage that is
+    /// not a missing sector of the damaged batch, is refused as before.
+    #[test]
+    fn a_hole_before_unsynced_batches_is_cut_with_them() {
+        use Order::{AfterDurable as Synced, Unsynced};
+        let d = dir("unsynced");
+        let big = |tag: &str| rec(&tag.repeat(700));
+        let batches: [&[Record]; 4] = [
+            &[rec("a")],
+            &[big("x"), big("y")],
+            &[big("z")],
+            &[big("d"), big("e")],
+        ];
+        let second = image(&batches[..1]).len();
+        let third = image(&batches[..2]).len();
+        let fourth = image(&batches[..3]).len();
+        // A whole sector inside the second batch, never written.
+        let hole = second.next_multiple_of(512);
+        assert!(hole + 512 < third - COMMIT_BYTES);
+        let p = d.join(journal_name(1));
+        let try_with = |orders: &[Order], damage: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = image_in(&batches, orders);
+            damage(&mut bytes);
+            std::fs::write(&p, &bytes).unwrap();
+            (run(&d, Mode::Repair), bytes)
+        };
+        let zero_hole = |b: &mut Vec<u8>| b[hole..hole + 512].fill(0);
+
+        // Every batch from everysec: cut where the second began, the first kept.
+        let (got, bytes) = try_with(&[Unsynced; 4], &zero_hole);
+        let (found, seen) = got.unwrap();
+        assert_eq!(seen, vec![rec("a")]);
+        assert_eq!(found.notes.len(), 1);
+        assert!(
+            found.notes[0].contains(&format!(
+                "cut a torn tail at byte {second} ({} bytes dropped): batches written with \
+                 --sync everysec or none whose sync never finished",
+                bytes.len() - second
+            )),
+            "{:?}",
+            found.notes
+        );
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), second as u64);
+        // The damaged batch's own order does not matter (an `always` run killed before its
+        // last sync, then started with `everysec`), the later ones' does.
+        let (got, _) = try_with(&[Synced, Synced, Unsynced, Unsynced], &zero_hole);
+        assert_eq!(got.unwrap().1, vec![rec("a")]);
+
+        // A later batch written after a completed sync: the hole is damage.
+        for orders in [[Unsynced, Unsynced, Unsynced, Synced], [Synced; 4]] {
+            let (got, bytes) = try_with(&orders, &zero_hole);
+            let e = got.unwrap_err();
+            assert!(
+                e.contains("yet the batch closed at byte"),
+                "{orders:?}: {e}"
+            );
+            assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        }
+        // A changed byte, no missing sector: not a power cut.
+        let flip = |b: &mut Vec<u8>| b[second + 300] ^= 0x10;
+        let (got, bytes) = try_with(&[Unsynced; 4], &flip);
+        let e = got.unwrap_err();
+        assert!(e.contains("no sector before that batch is missing"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+        // A changed byte in the second batch, and a hole in a later one: the hole does not
+        // explain the change. In the fourth batch, after the third's marker:
+        let late_hole = |b: &mut Vec<u8>, at: usize| {
+            flip(b);
+            let at = at.next_multiple_of(512);
+            b[at..at + 512].fill(0);
+        };
+        let (got, _) = try_with(&[Unsynced; 4], &|b: &mut Vec<u8>| late_hole(b, fourth));
+        assert!(got.unwrap_err().contains("no sector before that batch"));
+        // in the third, whose marker is lost too, so that the first later marker is the
+        // fourth's: the second batch's own marker bounds where its hole would have to be.
+        let (got, _) = try_with(&[Unsynced; 4], &|b: &mut Vec<u8>| {
+            late_hole(b, third);
+            b[fourth - COMMIT_BYTES..fourth].fill(0);
+        });
+        assert!(got.unwrap_err().contains("no sector before that batch"));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
     /// Every subset of the last batch's sectors on the disk (but all of them: that is a whole
     /// batch), over preallocated zeros: always cut at the batch's start, the earlier batches
     /// kept. The sector the batch shares with the one before it keeps its earlier bytes.
@@ -1205,11 +1328,9 @@ mod tests {
             std::fs::write(&p, &bytes).unwrap();
             let f = File::open(&p).unwrap();
             let m = scan_markers(&f, 8, bytes.len() as u64).unwrap();
-            assert_eq!(
-                m.later,
-                Some((8 + off + COMMIT_BYTES) as u64),
-                "offset {off}"
-            );
+            let end = (8 + off + COMMIT_BYTES) as u64;
+            assert_eq!(m.later, Some((12345, end)), "offset {off}");
+            assert_eq!(m.later_durable, Some(end), "offset {off}");
             let m = scan_markers(&f, 8, (8 + off + COMMIT_BYTES) as u64 - 1).unwrap();
             assert_eq!(m.later, None, "offset {off}: a marker cut short");
             // Read as the batch that began at 12345, the first marker is its own, and the
@@ -1277,7 +1398,7 @@ mod tests {
         let cut = image(&[first]).len();
         // The marker-shaped run is there, and names a start outside the batch.
         let shaped = (cut..whole.len() - COMMIT_BYTES).find_map(|i| commit_at(&whole[i..]));
-        assert!(shaped.is_some_and(|s| s != cut as u64), "{shaped:?}");
+        assert!(shaped.is_some_and(|(s, _)| s != cut as u64), "{shaped:?}");
         // The last sector (with the batch's marker) never reached the disk.
         let mut torn = whole.clone();
         torn[((whole.len() - 1) / 512 * 512).max(cut)..].fill(0);

@@ -5,7 +5,9 @@
 //! header = "WERKJNL" version:u8            (8 bytes; version 2)
 //! batch  = record* commit                  one write (and, with `--sync always`, one fsync)
 //! record = len:u32 crc:u32 kind:u8 body     len = 1 + |body|, crc = CRC-32 of kind ++ body
-//! commit = the same framing, kind 0x0B, body = start:u64 0xC0
+//! commit = the same framing, kind 0x0B, body = start:u64 order:u8
+//! order  = 0xC0 (the batch before was durable when this one was written: `--sync always`)
+//!        | 0xC1 (it may not have been: `everysec`, `none`)
 //! ```
 //! Integers are little-endian. Strings and byte blobs are `len:u32` then the bytes. Timestamps
 //! are `i64` nanoseconds. Decoding never trusts a length: every read is bounds-checked, and a
@@ -15,8 +17,12 @@
 //! the previous marker, or of the header). A batch is acknowledged only after it is durable, and
 //! the next one is written only then, so only the last batch of a journal can be unfinished
 //! after a power cut, whatever order the disk wrote its sectors in: recovery keeps whole batches
-//! only ([`decode_all`], `journal::files`). The trailing `0xC0` means a batch never ends in a
-//! zero byte, so a journal's data end (its last non-zero byte) is the end of its last batch.
+//! only ([`decode_all`], `journal::files`). With `everysec` and `none` a batch is written
+//! without waiting for the one before it to be durable, so a power cut can leave any of the
+//! batches since the last completed sync torn; their markers say so (`0xC1`), and recovery may
+//! then drop them all ([`Order`]). The marker's last byte is never zero, so a batch never ends
+//! in a zero byte, and a journal's data end (its last non-zero byte) is the end of its last
+//! batch.
 //!
 //! Version 1 (`WERKJNL\x01`, before markers) is still read, record by record; markers a newer
 //! werk appended to such a file are skipped there.
@@ -45,8 +51,40 @@ const FLUSH: u8 = 9;
 const TOTALS: u8 = 10;
 /// Kind of the marker that closes a batch (not a [`Record`]).
 const COMMIT: u8 = 11;
-/// Last byte of a commit marker: no batch ends in a zero byte.
+/// Last byte of a commit marker written after the batch before it was durable ([`Order`]); no
+/// batch ends in a zero byte.
 const COMMIT_END: u8 = 0xC0;
+/// Last byte of a commit marker written without waiting for the batch before it ([`Order`]).
+const COMMIT_END_UNSYNCED: u8 = 0xC1;
+
+/// What a commit marker says about the batches before it when its batch was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Every earlier batch was durable (`--sync always`: the writer waits for each batch's
+    /// sync before it writes the next). After a power cut, a batch with such a marker after it
+    /// is whole, or was damaged after it was written.
+    AfterDurable,
+    /// Earlier batches may still have been in the page cache (`--sync everysec`, `none`): a
+    /// power cut can leave holes in them even though this batch reached the disk.
+    Unsynced,
+}
+
+impl Order {
+    fn end_byte(self) -> u8 {
+        match self {
+            Order::AfterDurable => COMMIT_END,
+            Order::Unsynced => COMMIT_END_UNSYNCED,
+        }
+    }
+
+    fn of_end_byte(b: u8) -> Option<Order> {
+        match b {
+            COMMIT_END => Some(Order::AfterDurable),
+            COMMIT_END_UNSYNCED => Some(Order::Unsynced),
+            _ => None,
+        }
+    }
+}
 /// Why a whole commit marker is refused: it names another start than the end of the batch
 /// before it.
 pub const MISPLACED_COMMIT: &str = "a commit marker that does not close the batch before it";
@@ -204,25 +242,33 @@ pub fn encode_snapshot_end(generation: u64, records: u64, out: &mut Vec<u8>) {
     frame(out, start);
 }
 
-/// Appends the marker that closes a batch which began at file offset `start`.
+/// Appends the marker that closes a batch which began at file offset `start`, written after
+/// every earlier batch was durable (`--sync always`).
 pub fn encode_commit(start: u64, out: &mut Vec<u8>) {
+    encode_commit_in(start, Order::AfterDurable, out);
+}
+
+/// Appends the marker that closes a batch which began at file offset `start`.
+pub fn encode_commit_in(start: u64, order: Order, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; 8]);
     out.push(COMMIT);
     out.extend_from_slice(&start.to_le_bytes());
-    out.push(COMMIT_END);
+    out.push(order.end_byte());
     frame(out, at);
 }
 
-/// The start a whole, valid commit marker at the beginning of `buf` names, if there is one
-/// (a cheap test of the fixed frame first, so scanning damaged bytes for markers stays linear).
-pub fn commit_at(buf: &[u8]) -> Option<u64> {
+/// The start a whole, valid commit marker at the beginning of `buf` names, and its order, if
+/// there is one (a cheap test of the fixed frame first, so scanning damaged bytes for markers
+/// stays linear).
+pub fn commit_at(buf: &[u8]) -> Option<(u64, Order)> {
     let frame = buf.get(..COMMIT_BYTES)?;
-    if frame[..4] != [10, 0, 0, 0] || frame[8] != COMMIT || frame[17] != COMMIT_END {
+    if frame[..4] != [10, 0, 0, 0] || frame[8] != COMMIT || Order::of_end_byte(frame[17]).is_none()
+    {
         return None;
     }
     match decode_item(frame) {
-        Ok(Some((Item::Commit { start }, _))) => Some(start),
+        Ok(Some((Item::Commit { start, order }, _))) => Some((start, order)),
         _ => None,
     }
 }
@@ -330,6 +376,8 @@ pub enum Item {
     Commit {
         /// File offset where the batch began.
         start: u64,
+        /// Whether the batches before it were durable when it was written.
+        order: Order,
     },
     /// The end of a snapshot (see [`encode_snapshot_end`]).
     SnapshotEnd {
@@ -366,10 +414,11 @@ pub fn decode_item(buf: &[u8]) -> Result<Option<(Item, usize)>, DecodeError> {
         },
         COMMIT => {
             let start = reader.u64().ok_or(corrupt("bad commit marker"))?;
-            if reader.u8() != Some(COMMIT_END) {
-                return Err(corrupt("bad commit marker"));
-            }
-            Item::Commit { start }
+            let order = reader
+                .u8()
+                .and_then(Order::of_end_byte)
+                .ok_or(corrupt("bad commit marker"))?;
+            Item::Commit { start, order }
         }
         kind => Item::Record(decode_body(kind, &mut reader).ok_or(corrupt("bad record body"))?),
     };
@@ -453,7 +502,7 @@ impl Batcher {
                 self.committed = end;
                 self.ready.push((at, r));
             }
-            (Item::Commit { start }, Framing::Batches) => {
+            (Item::Commit { start, .. }, Framing::Batches) => {
                 if start != self.committed {
                     return Err(DecodeError::Corrupt {
                         offset,
@@ -647,13 +696,25 @@ mod tests {
         let mut marker = Vec::new();
         encode_commit(4096, &mut marker);
         assert_eq!(marker.len(), COMMIT_BYTES);
-        assert_eq!(commit_at(&marker), Some(4096));
+        assert_eq!(commit_at(&marker), Some((4096, Order::AfterDurable)));
         for byte in 0..marker.len() {
             let mut bad = marker.clone();
             bad[byte] ^= 0x10;
             assert_eq!(commit_at(&bad), None, "flip in byte {byte}");
         }
         assert_eq!(commit_at(&marker[..COMMIT_BYTES - 1]), None);
+        let mut unsynced = Vec::new();
+        encode_commit_in(4096, Order::Unsynced, &mut unsynced);
+        assert_eq!(commit_at(&unsynced), Some((4096, Order::Unsynced)));
+        assert_eq!(unsynced.last(), Some(&0xC1));
+        // Any other last byte is no marker, even with a checksum that matches it.
+        let mut other = Vec::new();
+        encode_commit(4096, &mut other);
+        other[17] = 0xC2;
+        let crc = crc32fast::hash(&other[8..]);
+        other[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(commit_at(&other), None);
+        assert!(decode_item(&other).is_err());
     }
 
     #[test]
