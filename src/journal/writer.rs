@@ -870,9 +870,12 @@ impl Journal {
             match done {
                 Done::Prepared(g, Ok(file)) if self.failed.is_none() => {
                     // Between batches: everything written so far is in the old file, and an
-                    // in-flight sync holds its own handle to it. `everysec` writes not yet
-                    // synced are in the old file: sync it now, the new one has nothing yet.
-                    if self.unsynced_since_ms.take().is_some() {
+                    // in-flight sync holds its own handle to it. `everysec` and `none` writes
+                    // not yet synced are in the old file: sync it now, and the new one takes
+                    // its first batch once that sync answered (one sync in flight), so that a
+                    // power cut can tear only the newest journal, where recovery may cut.
+                    let unsynced = self.unsynced_since_ms.take().is_some();
+                    if unsynced || (self.options.sync == SyncPolicy::None && !self.in_flight) {
                         self.request_sync(None);
                     }
                     self.allocated = file.metadata().map_or(HEADER.len() as u64, |m| m.len());
@@ -1279,6 +1282,53 @@ mod tests {
         assert_eq!(sorted_dump(&fresh), live);
         drop(j);
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A compaction moves appends to a new journal only once the old one is durable, whatever
+    /// the policy: a power cut can then leave holes only in the newest journal, where recovery
+    /// can cut them (a hole in a journal that a newer one follows is refused).
+    #[test]
+    fn the_old_journal_is_synced_before_the_new_one_takes_a_batch() {
+        for policy in [SyncPolicy::EverySec, SyncPolicy::None] {
+            let d = dir(&format!("switch-{}", policy.as_str()));
+            let options = Options {
+                sync: policy,
+                compact_min_bytes: 16 << 10,
+                ..Options::default()
+            };
+            let now = SystemClock::new().now();
+            let mut core = Core::new(recording(), now, 1);
+            let (mut j, _) = open_into(&d, options, &mut core);
+            let (mut n, mut now_ms) = (0, 0);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            // The clock stands still: no `everysec` sync falls due on its own.
+            while j.generation() == 1 {
+                assert!(Instant::now() < deadline, "no compaction");
+                turn(&mut core, &mut j, &pushes(&mut n, 20), &mut now_ms);
+                std::thread::sleep(Duration::from_millis(1));
+                j.poll(now_ms);
+            }
+            assert!(
+                j.in_flight,
+                "{policy:?}: switched with the old journal unsynced"
+            );
+            // The new journal's first batch waits for that sync.
+            let written = j.written;
+            j.stage(&[Record::Flush]);
+            j.kick();
+            assert_eq!(
+                j.written, written,
+                "{policy:?}: written before the sync answered"
+            );
+            while j.in_flight {
+                assert!(Instant::now() < deadline, "sync never finished");
+                std::thread::sleep(Duration::from_millis(1));
+                j.poll(now_ms);
+            }
+            assert_eq!(j.written, written + 1);
+            drop(j);
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 
     /// Stages one record and kicks; returns whether the batch was durable at once (synced on
