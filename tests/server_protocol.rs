@@ -76,6 +76,25 @@ fn password_rounds_and_rejection() {
     }
 }
 
+/// A wid is kept as raw bytes in each reservation the journal records; a NUL in it (which no
+/// client sends) is refused at HELLO, and the connection closed.
+#[test]
+fn a_wid_with_a_nul_character_is_refused() {
+    let w = Werk::start();
+    let (mut raw, _) = Raw::connect(w.addr);
+    assert_eq!(
+        raw.cmd(r#"HELLO {"wid":"w\u0000x","v":2}"#),
+        err("invalid wid: it contains a NUL character")
+    );
+    assert!(raw.closed());
+    // The server goes on.
+    let mut ok_conn = Raw::ready(w.addr, r#"{"wid":"wx","v":2}"#);
+    assert_eq!(
+        ok_conn.cmd(&format!("PUSH {}", job("after-nul-wid", "q"))),
+        ok()
+    );
+}
+
 #[test]
 fn push_validation_texts() {
     let w = Werk::start();

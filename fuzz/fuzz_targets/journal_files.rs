@@ -11,7 +11,9 @@
 //! records of the others; in an earlier batch (another batch follows it), it must refuse and
 //! change nothing when the markers say each batch was written after the one before it was
 //! durable (`--sync always`), and cut that batch and every later one when they say it was not
-//! (`everysec`, `none`; another framing bit picks which). Recovery must never panic; in read-only mode it
+//! (`everysec`, `none`; another framing bit picks which), there for any sector after the
+//! header's, across batch boundaries or not: cut where the batch holding the first byte the hole
+//! changed began. Version 2 and 3 headers frame the same batches. Recovery must never panic; in read-only mode it
 //! must change nothing; every record it hands over must be one that the in-memory decoder finds
 //! in the same bytes (the streaming reader and `decode_all` agree on the journal's records up to
 //! where either stops); and a repair followed by a second recovery must succeed cleanly with
@@ -25,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use werk::core::record::Record;
 use werk::journal::files::{journal_name, recover, Mode, RecoverError, Recovered, SNAPSHOT_FILE};
 use werk::journal::record::{
-    decode_all, decode_item, encode_commit_in, Item, Order, HEADER, HEADER_V1, SNAPSHOT_HEADER,
+    decode_all, decode_item, encode_commit_in, Item, Order, HEADER, HEADER_V1, HEADER_V2,
+    SNAPSHOT_HEADER,
 };
 
 static N: AtomicU64 = AtomicU64::new(0);
@@ -111,32 +114,53 @@ fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8, order: Order) {
     let (again, same) = recovered(dir, Mode::Repair);
     assert!(again.expect("a repaired journal recovers").notes.is_empty());
     assert_eq!(same, seen);
-    // In an earlier batch: a sector wholly inside it, when it has one.
-    let k = usize::from(pick) % (n - 1);
-    let (from, to) = (if k == 0 { HEADER.len() } else { ends[k - 1] }, ends[k]);
-    let s = from.next_multiple_of(512);
-    if s + 512 <= to && image[s..s + 512].iter().any(|&b| b != 0) {
-        let mut damaged = image.to_vec();
-        damaged[s..s + 512].fill(0);
-        let padded = write(&damaged);
-        let (found, seen) = recovered(dir, Mode::Repair);
-        match order {
-            Order::AfterDurable => {
+    match order {
+        // In an earlier batch, a sector wholly inside it (when it has one): refused.
+        Order::AfterDurable => {
+            let k = usize::from(pick) % (n - 1);
+            let (from, to) = (if k == 0 { HEADER.len() } else { ends[k - 1] }, ends[k]);
+            let s = from.next_multiple_of(512);
+            if s + 512 <= to && image[s..s + 512].iter().any(|&b| b != 0) {
+                let mut damaged = image.to_vec();
+                damaged[s..s + 512].fill(0);
+                let padded = write(&damaged);
+                let (found, _) = recovered(dir, Mode::Repair);
                 assert!(
                     found.is_err(),
                     "a hole before the last batch was not refused"
                 );
                 assert_eq!(std::fs::read(dir.join(journal_name(1))).unwrap(), padded);
             }
-            Order::Unsynced => {
-                let found = found
-                    .unwrap_or_else(|e| panic!("a hole before unsynced batches was refused: {e}"));
-                assert_eq!(seen, decode_all(&image[..from]).0, "not cut at the hole");
-                assert_eq!(found.journal_bytes, from as u64);
-                let (again, same) = recovered(dir, Mode::Repair);
-                assert!(again.expect("a repaired journal recovers").notes.is_empty());
-                assert_eq!(same, seen);
+        }
+        // Any sector after the header's, across batch boundaries or not: cut where the batch
+        // holding the first byte it changed began.
+        Order::Unsynced => {
+            let sectors = image.len().div_ceil(512);
+            if sectors < 2 {
+                return;
             }
+            let s = (1 + usize::from(pick) % (sectors - 1)) * 512;
+            let hole = s..(s + 512).min(image.len());
+            let Some(first) = hole.clone().find(|&i| image[i] != 0) else {
+                return;
+            };
+            let k = ends
+                .iter()
+                .position(|&e| e > first)
+                .expect("the hole is in a batch");
+            let from = if k == 0 { HEADER.len() } else { ends[k - 1] };
+            let mut damaged = image.to_vec();
+            damaged[hole].fill(0);
+            write(&damaged);
+            let (found, seen) = recovered(dir, Mode::Repair);
+            let found = found.unwrap_or_else(|e| {
+                panic!("a hole at {s} before unsynced batches was refused: {e}")
+            });
+            assert_eq!(seen, decode_all(&image[..from]).0, "not cut at the hole");
+            assert_eq!(found.journal_bytes, from as u64);
+            let (again, same) = recovered(dir, Mode::Repair);
+            assert!(again.expect("a repaired journal recovers").notes.is_empty());
+            assert_eq!(same, seen);
         }
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -169,7 +193,11 @@ fuzz_target!(|data: &[u8]| {
         (None, data)
     };
     let jpath = dir.join(journal_name(1));
-    let header = if framing & 1 == 1 { HEADER_V1 } else { HEADER };
+    let header = match (framing & 1, framing & 0x40) {
+        (1, _) => HEADER_V1,
+        (_, 0) => HEADER,
+        _ => HEADER_V2,
+    };
     let mut jbytes = if with_headers {
         header.to_vec()
     } else {

@@ -75,8 +75,8 @@ pub fn check(dir: &Path) -> Report {
     }) {
         Ok(found) => {
             let (generation, append_at) = found.appends_to();
-            let new = match (append_at, found.journal_v1) {
-                (None, true) => " (a new file: the newest predates commit markers)",
+            let new = match (append_at, found.journal_old_format) {
+                (None, true) => " (a new file: the newest is in an older format)",
                 _ => "",
             };
             let _ = writeln!(

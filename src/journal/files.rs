@@ -12,7 +12,7 @@
 use super::read::{ItemReader, ReadError};
 use super::record::{
     commit_at, decode_item, Batcher, DecodeError, Framing, Item, Order, COMMIT_BYTES, HEADER,
-    HEADER_V1, MISPLACED_COMMIT, SNAPSHOT_HEADER,
+    HEADER_V1, HEADER_V2, MISPLACED_COMMIT, SNAPSHOT_HEADER,
 };
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
@@ -104,20 +104,22 @@ pub struct Recovered {
     pub journals: usize,
     /// Journal records replayed.
     pub journal_records: u64,
-    /// Whether the newest journal is a version 1 file ([`HEADER_V1`], before batches had
-    /// commit markers).
-    pub journal_v1: bool,
+    /// Whether the newest journal was written in an older format ([`HEADER_V1`], before
+    /// batches had commit markers, or [`HEADER_V2`], before markers had an order).
+    pub journal_old_format: bool,
     /// What was cut or ignored, one line each (logged by the caller).
     pub notes: Vec<String>,
 }
 
 impl Recovered {
     /// Where appends go: the generation, and the offset to write at in it, or `None` when its
-    /// file is to be created. A version 1 journal is never appended to (its tail would have only
-    /// the record-by-record rules, so a power cut could keep part of a batch): appends go to the
-    /// next generation, a version 2 file, and recovery reads the two in order.
+    /// file is to be created. A journal of an older format is never appended to (version 1 has
+    /// only the record-by-record rules, so a power cut could keep part of a batch; a werk of
+    /// version 2, started again on its file, would cut the `0xC1` batches as a torn tail):
+    /// appends go to the next generation, in the current format, and recovery reads the files
+    /// in order.
     pub fn appends_to(&self) -> (u64, Option<u64>) {
-        match (self.journal_exists, self.journal_v1) {
+        match (self.journal_exists, self.journal_old_format) {
             (true, false) => (self.generation, Some(self.journal_bytes)),
             (true, true) => (self.generation + 1, None),
             (false, _) => (self.generation, None),
@@ -204,8 +206,8 @@ pub fn recover(
         // A damaged tail can be a torn write only in the newest journal that holds records: a
         // later file gets its first batch only after this one's last batch was synced.
         let last = newest_with_data.is_none_or(|newest| newest <= *g);
-        let (records, bytes, framing) = read_journal(path, mode, last, &mut found.notes, apply)?;
-        found.journal_v1 = framing == Framing::Records;
+        let (records, bytes, old_format) = read_journal(path, mode, last, &mut found.notes, apply)?;
+        found.journal_old_format = old_format;
         found.journal_records += records;
         found.journals_bytes += bytes;
         found.journals += 1;
@@ -263,15 +265,16 @@ fn read_snapshot(
     }
 }
 
-/// Replays one journal file; returns its record count, its (valid) size, and how it is framed
-/// (a file that had no header, or only part of one, has the current one after a repair).
+/// Replays one journal file; returns its record count, its (valid) size, and whether it keeps
+/// the header of an older format (a file that had no header, or only part of one, has the
+/// current one after a repair).
 fn read_journal(
     path: &Path,
     mode: Mode,
     last: bool,
     notes: &mut Vec<String>,
     apply: &mut dyn FnMut(&Record) -> Result<(), String>,
-) -> Result<(u64, u64, Framing), RecoverError> {
+) -> Result<(u64, u64, bool), RecoverError> {
     let io_err = |e| RecoverError::Io(path.to_path_buf(), e);
     let file = File::open(path).map_err(io_err)?;
     // The zeros the writer preallocated past the data are not part of the journal.
@@ -281,16 +284,18 @@ fn read_journal(
         if mode == Mode::Repair {
             write_header(path).map_err(io_err)?;
         }
-        return Ok((0, HEADER.len() as u64, Framing::Batches));
+        return Ok((0, HEADER.len() as u64, false));
     }
     let mut count = 0u64;
+    let mut header = *HEADER;
     // A file whose header is torn or wrong goes through the record-by-record rules below.
     let mut batcher = Batcher::new(Framing::Records);
-    let stop = match ItemReader::open(io::BufReader::new((&file).take(size)), &[HEADER, HEADER_V1])
-    {
+    let headers = [HEADER, HEADER_V2, HEADER_V1];
+    let stop = match ItemReader::open(io::BufReader::new((&file).take(size)), &headers) {
         Ok(None) => Some(DecodeError::Torn { offset: 0 }),
         Ok(Some(mut reader)) => {
-            batcher = Batcher::new(Framing::of(reader.header()).unwrap_or(Framing::Batches));
+            header = *reader.header();
+            batcher = Batcher::new(Framing::of(&header).unwrap_or(Framing::Batches));
             loop {
                 let at = reader.offset();
                 match reader.next_item() {
@@ -318,7 +323,7 @@ fn read_journal(
         Framing::Records => records_tail(&file, path, size, last, stop, &mut count, apply),
     };
     let (cut, why) = match tail? {
-        Tail::Whole(end) => return Ok((count, end, batcher.framing())),
+        Tail::Whole(end) => return Ok((count, end, header != *HEADER)),
         Tail::Cut(at, why) => (at, why),
     };
     let dropped = size - cut;
@@ -335,12 +340,9 @@ fn read_journal(
             f.sync_all().map_err(io_err)?;
         }
     }
-    let framing = if cut < HEADER.len() as u64 {
-        Framing::Batches
-    } else {
-        batcher.framing()
-    };
-    Ok((count, cut.max(HEADER.len() as u64), framing))
+    // A file cut inside its header gets the current one.
+    let old_format = cut >= HEADER.len() as u64 && header != *HEADER;
+    Ok((count, cut.max(HEADER.len() as u64), old_format))
 }
 
 /// Where a journal's valid data ends.
@@ -412,8 +414,14 @@ fn batches_tail(
     if let Some((start, marker)) = markers.later {
         // Every later batch was written without waiting for a sync, so a power cut can explain
         // the damage, with a sector of the damaged batch that never reached the disk: before
-        // its own marker's sector if that is there, else before the first later batch.
-        let end = markers.own.unwrap_or(start).min(start) / SECTOR * SECTOR;
+        // its own marker's sector if that is there (that sector was written whole), else up to
+        // the sector holding the earliest start a later marker names (the hole may hold the
+        // end of this batch and the starts of later ones; a later marker's own sector is not
+        // zeros). The earliest start, so that a marker-shaped run of bytes can only narrow it.
+        let end = match markers.own {
+            Some(own) if own < start => own / SECTOR * SECTOR,
+            _ => start.next_multiple_of(SECTOR),
+        };
         if end <= committed || !zero_sector(file, committed, end).map_err(io_err)? {
             return Err(damaged(
                 path,
@@ -457,7 +465,7 @@ fn batches_tail(
 /// Commit markers found after the last whole batch. A later batch's marker names a start after
 /// the batch being read and before itself, as only a genuine later marker can.
 struct Markers {
-    /// The first marker of a later batch: the start it names, and its end.
+    /// Markers of later batches: the earliest start one names, and the end of the first one.
     later: Option<(u64, u64)>,
     /// The end of the first marker of a later batch written after the batches before it were
     /// durable ([`Order::AfterDurable`]).
@@ -482,7 +490,8 @@ fn scan_markers(file: &File, batch: u64, to: u64) -> io::Result<Markers> {
                 Some((start, _)) if start == batch => found.own = Some(pos),
                 Some((start, order)) if start > batch && start < pos => {
                     let end = pos + COMMIT_BYTES as u64;
-                    found.later.get_or_insert((start, end));
+                    let (earliest, _) = found.later.get_or_insert((start, end));
+                    *earliest = start.min(*earliest);
                     if order == Order::AfterDurable {
                         found.later_durable = Some(end);
                         return true;
@@ -525,14 +534,18 @@ fn scan(
     Ok(false)
 }
 
-/// True when some sector of `file` that meets `from..to` is all zeros there (the first one
-/// from `from` on).
+/// True when some sector of `file` that meets `from..to` is all zeros there: a sector of a batch
+/// that began at `from` which never reached the disk. The part of the first sector from `from`
+/// on counts only if it holds at least the first record's length (4 bytes, never all zeros);
+/// shorter, its zeros may be data.
 fn zero_sector(file: &File, from: u64, to: u64) -> io::Result<bool> {
     scan(file, from, to, 0, |at, chunk, _| {
         // The chunk ends on a sector boundary (or at `to`); only its first sector may start
-        // before `at`.
+        // before `at`, and only the first chunk starts at `from`.
         let first = ((at / SECTOR + 1) * SECTOR - at) as usize;
-        let mut sectors = std::iter::once(&chunk[..first.min(chunk.len())]).chain(
+        let head = &chunk[..first.min(chunk.len())];
+        let head_counts = at != from || head.len() >= 4;
+        let mut sectors = std::iter::once(head).filter(|_| head_counts).chain(
             chunk
                 .get(first..)
                 .unwrap_or_default()
@@ -770,7 +783,7 @@ mod tests {
 
     /// The journal writers of both versions, to run a test on each.
     type Writer = fn(&Path, u64, &[Record]) -> PathBuf;
-    const VERSIONS: [(&str, Writer); 2] = [("v2", journal), ("v1", journal_v1)];
+    const VERSIONS: [(&str, Writer); 2] = [("v3", journal), ("v1", journal_v1)];
 
     fn snapshot(dir: &Path, g: u64, recs: &[Record], trailer_count: u64) {
         let mut img = SNAPSHOT_HEADER.to_vec();
@@ -1261,6 +1274,77 @@ mod tests {
             b[fourth - COMMIT_BYTES..fourth].fill(0);
         });
         assert!(got.unwrap_err().contains("no sector before that batch"));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A lost sector often holds the end of one small batch and the starts of the next ones:
+    /// with `everysec` batches after it, it is cut from the batch where the zeros begin, for
+    /// every sector of the file but the header's.
+    #[test]
+    fn a_lost_sector_across_small_unsynced_batches_is_cut() {
+        let d = dir("small-unsynced");
+        let recs: Vec<Record> = (0..40)
+            .map(|i| rec(&format!("{i:03}").repeat(55)))
+            .collect();
+        let batches: Vec<&[Record]> = recs.chunks(1).collect();
+        let whole = image_in(&batches, &vec![Order::Unsynced; batches.len()]);
+        let starts: Vec<usize> = (0..batches.len())
+            .map(|k| image(&batches[..k]).len())
+            .collect();
+        let p = d.join(journal_name(1));
+        let last = *starts.last().unwrap();
+        for s in (512..last).step_by(512) {
+            let mut bytes = whole.clone();
+            bytes[s..s + 512].fill(0);
+            std::fs::write(&p, &bytes).unwrap();
+            // The batch holding the first byte the hole changed.
+            let first = (s..s + 512).find(|&i| whole[i] != 0).unwrap();
+            let k = starts.iter().rposition(|&b| b <= first).unwrap();
+            let (found, seen) = run(&d, Mode::Repair).unwrap_or_else(|e| panic!("sector {s}: {e}"));
+            assert_eq!(seen, recs[..k], "sector {s}");
+            assert_eq!(found.journal_bytes, starts[k] as u64, "sector {s}");
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Where a batch begins a few bytes before a sector boundary, the zeros of those bytes can
+    /// be data (the low byte of a record's length): a changed byte elsewhere in the batch, with
+    /// no sector missing, is refused, not taken for a power cut.
+    #[test]
+    fn zeros_in_the_first_bytes_of_a_batch_are_not_a_lost_sector() {
+        let d = dir("head-zeros");
+        // The second batch begins at 1023; its record's length is 256, 0x00 0x01 0x00 0x00.
+        let batches: [&[Record]; 3] = [
+            &[rec(&"a".repeat(984))],
+            &[rec(&"b".repeat(251))],
+            &[rec("c")],
+        ];
+        let mut bytes = image_in(&batches, &[Order::Unsynced; 3]);
+        let second = image(&batches[..1]).len();
+        assert_eq!((second, bytes[second]), (1023, 0));
+        bytes[second + 100] ^= 0x10;
+        let p = d.join(journal_name(1));
+        std::fs::write(&p, &bytes).unwrap();
+        let e = run(&d, Mode::Repair).unwrap_err();
+        assert!(e.contains("no sector before that batch is missing"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), bytes);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Of the later batches' markers, the earliest start named bounds where the damaged batch's
+    /// lost sector may be: a marker-shaped run naming a later start cannot widen it.
+    #[test]
+    fn the_earliest_start_a_later_marker_names_counts() {
+        let d = dir("earliest");
+        let p = d.join("f");
+        let mut bytes = vec![1u8; 4500];
+        crate::journal::record::encode_commit_in(4000, Order::Unsynced, &mut bytes);
+        crate::journal::record::encode_commit_in(100, Order::Unsynced, &mut bytes);
+        bytes.resize(5000, 1);
+        std::fs::write(&p, &bytes).unwrap();
+        let m = scan_markers(&File::open(&p).unwrap(), 8, bytes.len() as u64).unwrap();
+        assert_eq!(m.later, Some((100, 4500 + COMMIT_BYTES as u64)));
+        assert_eq!(m.later_durable, None);
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! file   = header batch*
-//! header = "WERKJNL" version:u8            (8 bytes; version 2)
+//! header = "WERKJNL" version:u8            (8 bytes; version 3)
 //! batch  = record* commit                  one write (and, with `--sync always`, one fsync)
 //! record = len:u32 crc:u32 kind:u8 body     len = 1 + |body|, crc = CRC-32 of kind ++ body
 //! commit = the same framing, kind 0x0B, body = start:u64 order:u8
-//! order  = 0xC0 (the batch before was durable when this one was written: `--sync always`)
-//!        | 0xC1 (it may not have been: `everysec`, `none`)
+//! order  = 0xC0 (every batch before it was durable when it was written: with `--sync always`
+//!               each batch, with `everysec` and `none` the first after a completed sync)
+//!        | 0xC1 (some may not have been: `everysec`, `none`)
 //! ```
 //! Integers are little-endian. Strings and byte blobs are `len:u32` then the bytes. Timestamps
 //! are `i64` nanoseconds. Decoding never trusts a length: every read is bounds-checked, and a
@@ -24,8 +25,11 @@
 //! in a zero byte, and a journal's data end (its last non-zero byte) is the end of its last
 //! batch.
 //!
-//! Version 1 (`WERKJNL\x01`, before markers) is still read, record by record; markers a newer
-//! werk appended to such a file are skipped there.
+//! Version 2 (`WERKJNL\x02`) had the same batches with `0xC0` markers only; werks of that
+//! version would read a `0xC1` marker as a torn last batch and cut it, hence the new version,
+//! whose header they refuse. Version 1 (`WERKJNL\x01`, before markers) is read record by
+//! record; markers a newer werk appended to such a file are skipped there. werk reads all three
+//! and appends only to version 3 files.
 
 use crate::core::record::Record;
 use crate::core::sorted::{SetKey, SetName};
@@ -33,7 +37,9 @@ use crate::timestamp::Timestamp;
 use std::fmt;
 
 /// The file header of the journals werk writes.
-pub const HEADER: &[u8; 8] = b"WERKJNL\x02";
+pub const HEADER: &[u8; 8] = b"WERKJNL\x03";
+/// The header of a journal whose markers were all `0xC0` (read, never written).
+pub const HEADER_V2: &[u8; 8] = b"WERKJNL\x02";
 /// The header of a journal written before batches had commit markers (read, never written).
 pub const HEADER_V1: &[u8; 8] = b"WERKJNL\x01";
 /// Largest record accepted (a job is bounded by the line limit, 16 MiB by default).
@@ -60,12 +66,14 @@ const COMMIT_END_UNSYNCED: u8 = 0xC1;
 /// What a commit marker says about the batches before it when its batch was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
-    /// Every earlier batch was durable (`--sync always`: the writer waits for each batch's
-    /// sync before it writes the next). After a power cut, a batch with such a marker after it
-    /// is whole, or was damaged after it was written.
+    /// Every earlier batch was durable (with `--sync always` the writer waits for each batch's
+    /// sync before it writes the next; with `everysec` and `none`, the first batch after a
+    /// sync that covered them all). After a power cut, a batch with such a marker after it is
+    /// whole, or was damaged after it was written.
     AfterDurable,
-    /// Earlier batches may still have been in the page cache (`--sync everysec`, `none`): a
-    /// power cut can leave holes in them even though this batch reached the disk.
+    /// Earlier batches may still have been in the page cache (`--sync everysec`, `none`,
+    /// between syncs): a power cut can leave holes in them even though this batch reached the
+    /// disk.
     Unsynced,
 }
 
@@ -444,7 +452,7 @@ pub fn decode_one(buf: &[u8]) -> Result<Option<(Record, usize)>, DecodeError> {
 /// How a journal groups its records, from its header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
-    /// [`HEADER`]: records count once their batch's commit marker is read.
+    /// [`HEADER`], [`HEADER_V2`]: records count once their batch's commit marker is read.
     Batches,
     /// [`HEADER_V1`]: every whole record counts; markers are skipped.
     Records,
@@ -454,7 +462,7 @@ impl Framing {
     /// The framing a journal header announces.
     pub fn of(header: &[u8]) -> Option<Framing> {
         match header {
-            h if h == HEADER => Some(Framing::Batches),
+            h if h == HEADER || h == HEADER_V2 => Some(Framing::Batches),
             h if h == HEADER_V1 => Some(Framing::Records),
             _ => None,
         }

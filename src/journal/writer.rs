@@ -394,6 +394,8 @@ pub struct Journal {
     /// With `O_DIRECT`: where a batch is laid out in whole, aligned blocks.
     image: AlignedBuf,
     written: u64,
+    /// Batches a completed sync covered (all of them before the first, at open).
+    synced: u64,
     durable: u64,
     in_flight: bool,
     /// Syncs in a row no longer than `options.inline_sync_max_us` (saturating).
@@ -447,9 +449,9 @@ impl Journal {
             log::warn!("journal: {note}");
         }
         let (generation, append_at) = found.appends_to();
-        if found.journal_v1 {
+        if found.journal_old_format {
             log::info!(
-                "journal: {} predates commit markers; appends go to generation {generation}",
+                "journal: {} is in an older format; appends go to generation {generation}",
                 dir.join(journal_name(found.generation)).display(),
             );
         }
@@ -462,18 +464,17 @@ impl Journal {
                 .map_err(io_err(&path))?,
             None => files::write_header(&path).map_err(io_err(&path))?,
         };
-        // With `always` each batch's marker says that the batches before it were durable when
-        // it was written; those of an earlier run may not be (werk killed under `everysec`,
-        // then started with `always`: they can still be in the page cache), so they are synced
-        // before the first new batch.
-        if append_at.is_some() && options.sync == SyncPolicy::Always {
-            file.sync_data().map_err(io_err(&path))?;
-        }
         // New records go after the data, over the zeros preallocated past it, if any.
         let bytes = append_at.unwrap_or(HEADER.len() as u64);
         let allocated = file.metadata().map_err(io_err(&path))?.len();
         let faults = Arc::new(FaultBudgets::new(&options.faults));
         let (sink, tail) = Sink::new(file, &path, bytes, options.direct(), faults);
+        // The first batch's marker says that the batches before it are durable; those of an
+        // earlier run may not be (werk killed under `everysec`: they can still be in the page
+        // cache), so they are synced before it.
+        if append_at.is_some() {
+            sink.sync().map_err(io_err(&path))?;
+        }
         let (sync_tx, requests) = channel::<SyncRequest>();
         let (done, sync_rx) = channel();
         let wake_sync = wake.clone();
@@ -519,6 +520,7 @@ impl Journal {
             tail,
             image: AlignedBuf::default(),
             written: 0,
+            synced: 0,
             durable: 0,
             in_flight: false,
             fast_syncs: 0,
@@ -611,11 +613,13 @@ impl Journal {
         }
         // The marker that closes the batch: recovery keeps only closed batches, so a batch that
         // a power cut left half on the disk (its fsync never finished) is dropped whole. It
-        // says whether the batches before it are durable: with `always` the loop writes a batch
-        // only once the one before it is (one sync in flight), with the others it does not wait.
-        let order = match self.options.sync {
-            SyncPolicy::Always => Order::AfterDurable,
-            SyncPolicy::EverySec | SyncPolicy::None => Order::Unsynced,
+        // says whether the batches before it are durable: with `always` always (the loop
+        // writes a batch only once the one before it is, one sync in flight), with `everysec`
+        // and `none` for the first batch after a sync (none is written while one runs).
+        let order = if self.synced == self.written {
+            Order::AfterDurable
+        } else {
+            Order::Unsynced
         };
         encode_commit_in(self.bytes, order, &mut self.staged);
         // While a compaction writes its snapshot the disk's queue is long, and a direct write
@@ -736,7 +740,10 @@ impl Journal {
         let us = watch.elapsed_us();
         self.note_sync_time(us);
         match result {
-            Ok(()) => self.durable = self.written,
+            Ok(()) => {
+                self.durable = self.written;
+                self.synced = self.written;
+            }
             Err(e) => self.fail(format!("fsync failed: {e}")),
         }
     }
@@ -833,10 +840,12 @@ impl Journal {
             );
         }
         match result {
-            Ok(()) if self.options.sync == SyncPolicy::Always => {
-                self.durable = self.durable.max(batch)
+            Ok(()) => {
+                self.synced = self.synced.max(batch);
+                if self.options.sync == SyncPolicy::Always {
+                    self.durable = self.durable.max(batch);
+                }
             }
-            Ok(()) => {}
             Err(e) => self.fail(format!("fsync failed: {e}")),
         }
     }
@@ -1097,55 +1106,61 @@ mod tests {
     /// A version 1 journal (before commit markers) is never appended to: the first start of
     /// this werk opens the next generation, in version 2, and a restart reads both.
     #[test]
-    fn a_version_1_journal_is_continued_in_a_new_generation() {
-        use crate::journal::record::{decode_all, HEADER_V1};
-        let d = dir("v1-upgrade");
-        std::fs::create_dir_all(&d).unwrap();
-        let now = SystemClock::new().now();
-        // Two PUSHes journalled the version 1 way: records only.
-        let mut old = Core::new(recording(), now, 1);
-        let mut n = 0;
-        for line in pushes(&mut n, 2) {
-            old.apply(ConnId(1), Command::parse(line.as_bytes()).unwrap(), now);
+    fn journals_of_older_versions_are_continued_in_a_new_generation() {
+        use crate::journal::record::{decode_all, encode_commit, HEADER_V1, HEADER_V2};
+        for (version, header) in [(1, HEADER_V1), (2, HEADER_V2)] {
+            let d = dir(&format!("v{version}-upgrade"));
+            std::fs::create_dir_all(&d).unwrap();
+            let now = SystemClock::new().now();
+            // Two PUSHes journalled the old way: records only (version 1), or one batch
+            // closed by a `0xC0` marker (version 2).
+            let mut old = Core::new(recording(), now, 1);
+            let mut n = 0;
+            for line in pushes(&mut n, 2) {
+                old.apply(ConnId(1), Command::parse(line.as_bytes()).unwrap(), now);
+            }
+            let mut image = header.to_vec();
+            for r in std::mem::take(&mut old.effects().records) {
+                encode(&r, &mut image);
+            }
+            if version == 2 {
+                encode_commit(HEADER.len() as u64, &mut image);
+            }
+            let first = d.join(journal_name(1));
+            std::fs::write(&first, &image).unwrap();
+            let mut core = Core::new(recording(), now, 1);
+            let (mut j, found) = open_into(&d, Options::default(), &mut core);
+            assert_eq!(found.journal_records, 2, "v{version}");
+            assert_eq!(j.generation(), 2, "v{version}");
+            let mut now_ms = 0;
+            turn(&mut core, &mut j, &pushes(&mut n, 3), &mut now_ms);
+            drop(j);
+            assert_eq!(
+                std::fs::read(&first).unwrap(),
+                image,
+                "the version {version} file is left as it was"
+            );
+            let second = std::fs::read(d.join(journal_name(2))).unwrap();
+            let end = files::data_end(&d.join(journal_name(2))).unwrap() as usize;
+            let (records, _, err) = decode_all(&second[..end]);
+            assert_eq!(records.len(), 3);
+            assert!(second.starts_with(HEADER), "a current version file");
+            assert!(
+                matches!(
+                    err,
+                    None | Some(crate::journal::record::DecodeError::Corrupt { .. })
+                ),
+                "{err:?}"
+            );
+            let mut again = Core::new(recording(), now, 1);
+            let (j, found) = open_into(&d, Options::default(), &mut again);
+            assert_eq!(found.journal_records, 5);
+            assert_eq!(j.generation(), 2, "a current version file is appended to");
+            assert!(found.notes.is_empty(), "{:?}", found.notes);
+            assert_eq!(sorted_dump(&again), sorted_dump(&core));
+            drop(j);
+            std::fs::remove_dir_all(d).unwrap();
         }
-        let mut v1 = HEADER_V1.to_vec();
-        for r in std::mem::take(&mut old.effects().records) {
-            encode(&r, &mut v1);
-        }
-        let first = d.join(journal_name(1));
-        std::fs::write(&first, &v1).unwrap();
-        let mut core = Core::new(recording(), now, 1);
-        let (mut j, found) = open_into(&d, Options::default(), &mut core);
-        assert_eq!(found.journal_records, 2);
-        assert_eq!(j.generation(), 2);
-        let mut now_ms = 0;
-        turn(&mut core, &mut j, &pushes(&mut n, 3), &mut now_ms);
-        drop(j);
-        assert_eq!(
-            std::fs::read(&first).unwrap(),
-            v1,
-            "the version 1 file is left as it was"
-        );
-        let second = std::fs::read(d.join(journal_name(2))).unwrap();
-        let end = files::data_end(&d.join(journal_name(2))).unwrap() as usize;
-        let (records, _, err) = decode_all(&second[..end]);
-        assert_eq!(records.len(), 3);
-        assert!(second.starts_with(HEADER), "a version 2 file");
-        assert!(
-            matches!(
-                err,
-                None | Some(crate::journal::record::DecodeError::Corrupt { .. })
-            ),
-            "{err:?}"
-        );
-        let mut again = Core::new(recording(), now, 1);
-        let (j, found) = open_into(&d, Options::default(), &mut again);
-        assert_eq!(found.journal_records, 5);
-        assert_eq!(j.generation(), 2, "a version 2 file is appended to");
-        assert!(found.notes.is_empty(), "{:?}", found.notes);
-        assert_eq!(sorted_dump(&again), sorted_dump(&core));
-        drop(j);
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     /// While a compaction runs, batches go through the page cache; before and after it, with
@@ -1405,15 +1420,19 @@ mod tests {
     }
 
     /// Each batch's marker says whether the batches before it were durable when it was written:
-    /// with `always` (the loop waits for each sync before writing the next batch), not with
-    /// `everysec` or `none` (recovery may then cut a hole with the batches after it).
+    /// with `always` every batch (the loop waits for each sync before writing the next); with
+    /// `everysec` and `none` the first batch after a sync that covered them all (the one at a
+    /// start, the periodic one, a compaction's), and not the others (recovery may then cut a
+    /// hole with the batches after it).
     #[test]
-    fn markers_say_whether_the_batch_before_was_durable() {
-        use crate::journal::record::{decode_item, Item, Order};
-        for (policy, order) in [
-            (SyncPolicy::Always, Order::AfterDurable),
-            (SyncPolicy::EverySec, Order::Unsynced),
-            (SyncPolicy::None, Order::Unsynced),
+    fn markers_say_whether_the_batches_before_were_durable() {
+        use crate::journal::record::{
+            decode_item, Item, Order::AfterDurable as A, Order::Unsynced as U,
+        };
+        for (policy, orders) in [
+            (SyncPolicy::Always, [A, A, A, A, A]),
+            (SyncPolicy::EverySec, [A, U, U, A, U]),
+            (SyncPolicy::None, [A, U, U, A, U]),
         ] {
             let d = dir(&format!("order-{}", policy.as_str()));
             let options = Options {
@@ -1426,22 +1445,69 @@ mod tests {
             for _ in 0..3 {
                 turn(&mut core, &mut j, &pushes(&mut n, 2), &mut now_ms);
             }
+            if policy == SyncPolicy::EverySec {
+                // The second passes: the periodic sync covers the three batches.
+                now_ms += EVERYSEC_MS;
+                j.poll(now_ms);
+                assert!(j.in_flight);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while j.in_flight {
+                    assert!(Instant::now() < deadline, "sync never finished");
+                    std::thread::sleep(Duration::from_millis(1));
+                    j.poll(now_ms);
+                }
+                turn(&mut core, &mut j, &pushes(&mut n, 2), &mut now_ms);
+            } else {
+                // A restart syncs what it appends to.
+                drop(j);
+                let mut fresh = Core::new(recording(), now, 2);
+                j = open_into(&d, options, &mut fresh).0;
+                core = fresh;
+                turn(&mut core, &mut j, &pushes(&mut n, 2), &mut now_ms);
+            }
+            turn(&mut core, &mut j, &pushes(&mut n, 2), &mut now_ms);
             drop(j);
             let path = d.join(journal_name(1));
             let end = files::data_end(&path).unwrap() as usize;
             let bytes = std::fs::read(&path).unwrap();
-            let (mut at, mut orders) = (HEADER.len(), Vec::new());
+            let (mut at, mut found) = (HEADER.len(), Vec::new());
             // Up to the zeros after the data (rounded to a sector by data_end).
             while at < end && bytes[at..at + 4] != [0; 4] {
                 let (item, used) = decode_item(&bytes[at..end]).unwrap().unwrap();
                 if let Item::Commit { order, .. } = item {
-                    orders.push(order);
+                    found.push(order);
                 }
                 at += used;
             }
-            assert_eq!(orders, vec![order; 3], "{policy:?}");
+            assert_eq!(found, orders, "{policy:?}");
             std::fs::remove_dir_all(d).unwrap();
         }
+    }
+
+    /// A start syncs the journal it appends to before its first batch, whose marker says that
+    /// the batches before it are durable; when that sync fails, werk does not start.
+    #[test]
+    fn a_start_syncs_the_journal_it_appends_to() {
+        let d = dir("open-sync");
+        let (j, _) =
+            Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |_| Ok(())).unwrap();
+        drop(j);
+        let failing = Options {
+            faults: Faults::parse("sync-fail-after=0").unwrap(),
+            ..Options::default()
+        };
+        match Journal::open(&d, failing, Arc::new(|| {}), &mut |_| Ok(())) {
+            Err(OpenError::Io(path, e)) => {
+                assert_eq!(path, d.join(journal_name(1)));
+                assert!(e.to_string().contains("injected fsync failure"), "{e}");
+            }
+            other => panic!("started: {:?}", other.map(|_| ())),
+        }
+        // Nothing to append to: nothing to sync.
+        let fresh = dir("open-sync-fresh");
+        assert!(Journal::open(&fresh, failing, Arc::new(|| {}), &mut |_| Ok(())).is_ok());
+        std::fs::remove_dir_all(d).unwrap();
+        std::fs::remove_dir_all(fresh).unwrap();
     }
 
     #[test]

@@ -1130,6 +1130,14 @@ impl Server {
             conn.closing = true;
             return;
         }
+        if hello.wid.as_deref().is_some_and(|w| w.contains('\0')) {
+            // No client sends one (`\u0000` in JSON), and the journal keeps the wid as raw
+            // bytes in each reservation: a long run of zero bytes there would look like a
+            // sector that never reached the disk to recovery after a power cut.
+            Reply::err("invalid wid: it contains a NUL character").encode(&mut conn.wbuf);
+            conn.closing = true;
+            return;
+        }
         self.timers.cancel(deadline);
         conn.phase = Phase::Ready;
         conn.reader = LineReader::new(self.config.line_bytes_max);
