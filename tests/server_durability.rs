@@ -139,6 +139,25 @@ fn push_bulk(raw: &mut Raw, tag: &str) {
     assert_eq!(bulk(raw.cmd(&format!("PUSHB [{}]", jobs.join(",")))), "{}");
 }
 
+/// werk with `args` in `dir`: the state of `make_state`, a PUSHB batch, and another one after
+/// it; then `kill -9` and one sector zeroed in the middle of the first PUSHB batch. Returns
+/// where that batch began and the journal's bytes.
+fn hole_then_a_batch(dir: &std::path::Path, args: &[&str]) -> (u64, Vec<u8>) {
+    let mut w = Werk::start_in(dir, args, &[]);
+    let mut raw = make_state(&w);
+    let before = data_len(dir);
+    push_bulk(&mut raw, "bulk");
+    let end = data_len(dir);
+    push_bulk(&mut raw, "more");
+    drop(raw);
+    w.kill9();
+    let hole = ((before + end) / 2 / 512 * 512) as usize;
+    let mut bytes = std::fs::read(journal(dir)).unwrap();
+    bytes[hole..hole + 512].fill(0);
+    std::fs::write(journal(dir), &bytes).unwrap();
+    (before, bytes)
+}
+
 /// A power cut while the last batch was being synced can leave any of its sectors unwritten
 /// (zeros, over the space werk preallocated), with whole records after the hole: the disk
 /// writes a batch's sectors in any order until the fsync returns. Nothing in that batch was
@@ -183,18 +202,7 @@ fn a_power_cut_inside_the_last_batch_drops_that_batch_whole() {
 
     // The same hole, with one more batch after it: refused.
     let dir = temp_dir("powercut-refused");
-    let mut w = Werk::start_in(&dir, &[], &[]);
-    let mut raw = make_state(&w);
-    let before = data_len(&dir);
-    push_bulk(&mut raw, "bulk");
-    let end = data_len(&dir);
-    push_bulk(&mut raw, "more");
-    drop(raw);
-    w.kill9();
-    let hole = ((before + end) / 2 / 512 * 512) as usize;
-    let mut bytes = std::fs::read(journal(&dir)).unwrap();
-    bytes[hole..hole + 512].fill(0);
-    std::fs::write(journal(&dir), &bytes).unwrap();
+    let (_, bytes) = hole_then_a_batch(&dir, &[]);
     let (status, stderr) = match Werk::try_start_in(&dir, &[], &[]) {
         Ok(w) => panic!("werk started on a damaged journal:\n{}", w.log_text()),
         Err(refused) => refused,
@@ -218,19 +226,8 @@ fn a_power_cut_inside_the_last_batch_drops_that_batch_whole() {
 fn a_power_cut_under_everysec_drops_the_batches_from_the_hole_on() {
     for restart in ["everysec", "always"] {
         let dir = temp_dir("powercut-everysec");
-        let mut w = Werk::start_in(&dir, &["--sync", "everysec"], &[]);
-        let mut raw = make_state(&w);
-        let before = data_len(&dir);
-        push_bulk(&mut raw, "bulk");
-        let end = data_len(&dir);
-        push_bulk(&mut raw, "more");
-        drop(raw);
-        w.kill9();
-        let size = std::fs::metadata(journal(&dir)).unwrap().len();
-        let hole = ((before + end) / 2 / 512 * 512) as usize;
-        let mut bytes = std::fs::read(journal(&dir)).unwrap();
-        bytes[hole..hole + 512].fill(0);
-        std::fs::write(journal(&dir), &bytes).unwrap();
+        let (before, bytes) = hole_then_a_batch(&dir, &["--sync", "everysec"]);
+        let size = bytes.len() as u64;
         let w = Werk::start_in(&dir, &["--sync", restart], &[]);
         assert!(
             w.logged(&format!(
