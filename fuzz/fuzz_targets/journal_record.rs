@@ -14,6 +14,7 @@
 use libfuzzer_sys::fuzz_target;
 use werk::journal::record::{
     decode_all, decode_item, encode, encode_commit_in, DecodeError, Item, Order, HEADER, HEADER_V1,
+    HEADER_V2,
 };
 
 /// Frames `data` as records: each frame is `kind:u8 n:u8` then up to `n` body bytes; with
@@ -50,7 +51,7 @@ fn framed(header: &[u8; 8], data: &[u8], every: Option<usize>) -> Vec<u8> {
 /// count: for version 2 those a marker closed, for version 1 all. Asserts that the items
 /// re-encode to exactly those bytes.
 fn items(image: &[u8], valid: usize) -> (Vec<usize>, Vec<werk::core::record::Record>) {
-    let batches = image.starts_with(HEADER);
+    let batches = image.starts_with(HEADER) || image.starts_with(HEADER_V2);
     let (mut again, mut ends, mut counted, mut pending) =
         (image[..8].to_vec(), vec![], vec![], vec![]);
     let mut pos = 8;
@@ -136,16 +137,20 @@ fuzz_target!(|data: &[u8]| {
         h.wrapping_mul(31).wrapping_add(usize::from(b))
     });
     let every = usize::from(data.first().copied().unwrap_or(0) % 4) + 1;
-    for header in [HEADER, HEADER_V1] {
+    for header in [HEADER, HEADER_V2, HEADER_V1] {
         let mut raw = header.to_vec();
         raw.extend_from_slice(data);
         check(&raw, cut_hint);
         check(&framed(header, data, None), cut_hint);
     }
     check(&framed(HEADER, data, Some(every)), cut_hint);
+    check(&framed(HEADER_V2, data, Some(every)), cut_hint);
     // A wrong header is refused before anything else.
     let (recs, at, err) = decode_all(data);
-    if !data.starts_with(HEADER) && !data.starts_with(HEADER_V1) {
+    if ![HEADER, HEADER_V2, HEADER_V1]
+        .iter()
+        .any(|h| data.starts_with(*h))
+    {
         assert!(recs.is_empty() && at == 0 && err == Some(DecodeError::BadHeader));
     }
 });

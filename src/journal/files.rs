@@ -12,7 +12,7 @@
 use super::read::{ItemReader, ReadError};
 use super::record::{
     commit_at, decode_item, Batcher, DecodeError, Framing, Item, Order, COMMIT_BYTES, HEADER,
-    HEADER_V1, HEADER_V2, MISPLACED_COMMIT, SNAPSHOT_HEADER,
+    HEADER_V1, HEADER_V2, MISPLACED_COMMIT, RECORD_BYTES_MAX, SNAPSHOT_HEADER,
 };
 use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
@@ -418,11 +418,11 @@ fn batches_tail(
         // the sector holding the earliest start a later marker names (the hole may hold the
         // end of this batch and the starts of later ones; a later marker's own sector is not
         // zeros). The earliest start, so that a marker-shaped run of bytes can only narrow it.
-        let end = match markers.own {
-            Some(own) if own < start => own / SECTOR * SECTOR,
-            _ => start.next_multiple_of(SECTOR),
+        let (end, batch_end) = match markers.own {
+            Some(own) if own < start => (own / SECTOR * SECTOR, own),
+            _ => (start.next_multiple_of(SECTOR), start),
         };
-        if end <= committed || !zero_sector(file, committed, end).map_err(io_err)? {
+        if end <= committed || !zero_sector(file, committed, end, batch_end).map_err(io_err)? {
             return Err(damaged(
                 path,
                 format!(
@@ -443,7 +443,7 @@ fn batches_tail(
         // bytes changed after they were written: damage to a batch that may have been
         // acknowledged. The marker's own sector was written whole, zeros in it are data.
         let end = own / SECTOR * SECTOR;
-        if end <= committed || !zero_sector(file, committed, end).map_err(io_err)? {
+        if end <= committed || !zero_sector(file, committed, end, own).map_err(io_err)? {
             return Err(damaged(
                 path,
                 format!(
@@ -535,16 +535,22 @@ fn scan(
 }
 
 /// True when some sector of `file` that meets `from..to` is all zeros there: a sector of a batch
-/// that began at `from` which never reached the disk. The part of the first sector from `from`
-/// on counts only if it holds at least the first record's length (4 bytes, never all zeros);
-/// shorter, its zeros may be data.
-fn zero_sector(file: &File, from: u64, to: u64) -> io::Result<bool> {
-    scan(file, from, to, 0, |at, chunk, _| {
+/// that began at `from`, and ends by `batch_end`, which never reached the disk. The part of the
+/// first sector from `from` on holds the start of the batch's first record, whose length is
+/// never zero: four bytes or more of zeros there were never written. Fewer are the low bytes of
+/// that length, and zeros there may be data; they count as lost only if another value in their
+/// place makes the record whole ([`lost_length_bytes`]).
+fn zero_sector(file: &File, from: u64, to: u64, batch_end: u64) -> io::Result<bool> {
+    let mut short_head = 0;
+    let found = scan(file, from, to, 0, |at, chunk, _| {
         // The chunk ends on a sector boundary (or at `to`); only its first sector may start
         // before `at`, and only the first chunk starts at `from`.
         let first = ((at / SECTOR + 1) * SECTOR - at) as usize;
         let head = &chunk[..first.min(chunk.len())];
         let head_counts = at != from || head.len() >= 4;
+        if !head_counts && head.iter().all(|&b| b == 0) {
+            short_head = head.len();
+        }
         let mut sectors = std::iter::once(head).filter(|_| head_counts).chain(
             chunk
                 .get(first..)
@@ -552,7 +558,39 @@ fn zero_sector(file: &File, from: u64, to: u64) -> io::Result<bool> {
                 .chunks(SECTOR as usize),
         );
         sectors.any(|s| s.iter().all(|&b| b == 0))
-    })
+    })?;
+    Ok(found || (short_head > 0 && lost_length_bytes(file, from, short_head, batch_end)?))
+}
+
+/// Whether the record at `at`, the first of its batch, whose `low` (1 to 3) low length bytes
+/// read as zeros, is whole with another value there and ends by `limit`: then those bytes were
+/// lost with their sector, not data. One pass of CRC-32 over the record's possible extents.
+fn lost_length_bytes(file: &File, at: u64, low: usize, limit: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let span = limit.saturating_sub(at).min(8 + RECORD_BYTES_MAX as u64) as usize;
+    if span <= 8 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; span];
+    file.read_exact_at(&mut buf, at)?;
+    let stored = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let framed = &buf[8..];
+    // Lengths that differ from the stored one in the low bytes only, which are not all zero.
+    let mask = (1usize << (8 * low)) - 1;
+    let (first, last) = (stored | 1, (stored | mask).min(framed.len()));
+    if first > last {
+        return Ok(false);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&framed[..first - 1]);
+    for len in first..=last {
+        hasher.update(&framed[len - 1..len]);
+        if hasher.clone().finalize() == crc {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The tail of a journal read record by record ([`HEADER_V1`], or a file whose header is torn
@@ -1354,26 +1392,43 @@ mod tests {
     #[test]
     fn every_subset_of_the_last_batch_sectors_is_cut_whole() {
         let d = dir("subsets");
-        let first: &[Record] = &[rec("a"), rec("b")];
         let last: Vec<Record> = (0..6).map(|i| rec(&format!("{i}").repeat(300))).collect();
-        let p = journal_of(&d, 1, &[first, &last]);
-        let whole = std::fs::read(&p).unwrap();
-        let cut = image(&[first]).len();
-        let sectors = sectors(cut, whole.len());
-        assert!(sectors.len() >= 4, "{}", sectors.len());
-        for mask in 0..(1u32 << sectors.len()) - 1 {
-            let mut bytes = whole.clone();
-            for (i, &(a, b)) in sectors.iter().enumerate() {
-                if mask & (1 << i) == 0 {
-                    bytes[a..b].fill(0);
+        // The last batch begins anywhere, and at 1 to 8 bytes before a sector boundary (where
+        // the first sector's part holds only low bytes of its first record's length), with a
+        // record length whose low byte is zero (so those zeros are data) or not.
+        let mut layouts = vec![(vec![rec("a"), rec("b")], last.clone())];
+        for cut in 1016..=1024 {
+            // A batch of one record of n bytes is 39 + n bytes after the header.
+            let first = vec![rec(&"p".repeat(cut - 39))];
+            layouts.push((first.clone(), last.clone()));
+            let mut round = last.clone();
+            round[0] = rec(&"r".repeat(256 * 2 - 5));
+            layouts.push((first, round));
+        }
+        for (first, last) in &layouts {
+            let p = journal_of(&d, 1, &[first, last]);
+            let whole = std::fs::read(&p).unwrap();
+            let cut = image(&[first]).len();
+            let sectors = sectors(cut, whole.len());
+            assert!(sectors.len() >= 4, "{}", sectors.len());
+            for mask in 0..(1u32 << sectors.len()) - 1 {
+                let mut bytes = whole.clone();
+                for (i, &(a, b)) in sectors.iter().enumerate() {
+                    if mask & (1 << i) == 0 {
+                        bytes[a..b].fill(0);
+                    }
                 }
+                if bytes == whole {
+                    // Zeros over zeros (the length's low byte): the batch is whole.
+                    continue;
+                }
+                bytes.resize(whole.len() + 4096, 0);
+                std::fs::write(&p, &bytes).unwrap();
+                let (found, seen) = run(&d, Mode::ReadOnly)
+                    .unwrap_or_else(|e| panic!("batch at {cut}, sectors {mask:b}: {e}"));
+                assert_eq!(&seen, first, "batch at {cut}, sectors {mask:b}");
+                assert_eq!(found.journal_bytes, cut as u64, "sectors {mask:b}");
             }
-            bytes.resize(whole.len() + 4096, 0);
-            std::fs::write(&p, &bytes).unwrap();
-            let (found, seen) =
-                run(&d, Mode::ReadOnly).unwrap_or_else(|e| panic!("sectors {mask:b}: {e}"));
-            assert_eq!(seen, first, "sectors {mask:b}");
-            assert_eq!(found.journal_bytes, cut as u64, "sectors {mask:b}");
         }
         std::fs::remove_dir_all(d).unwrap();
     }

@@ -469,11 +469,20 @@ impl Journal {
         let allocated = file.metadata().map_err(io_err(&path))?.len();
         let faults = Arc::new(FaultBudgets::new(&options.faults));
         let (sink, tail) = Sink::new(file, &path, bytes, options.direct(), faults);
-        // The first batch's marker says that the batches before it are durable; those of an
-        // earlier run may not be (werk killed under `everysec`: they can still be in the page
-        // cache), so they are synced before it.
+        // The first batch's marker says that the batches before it are durable, and recovery
+        // takes a journal that a newer one follows to be; those of an earlier run may not be
+        // (werk killed under `everysec`: they can still be in the page cache), so every journal
+        // is synced before it: the one appended to, and the older ones (a journal of an older
+        // format, or one a compaction left before a header-only newer one).
         if append_at.is_some() {
             sink.sync().map_err(io_err(&path))?;
+        }
+        for (g, older) in files::journal_files(dir).map_err(io_err(dir))? {
+            if g != generation {
+                File::open(&older)
+                    .and_then(|f| f.sync_data())
+                    .map_err(io_err(&older))?;
+            }
         }
         let (sync_tx, requests) = channel::<SyncRequest>();
         let (done, sync_rx) = channel();
@@ -1341,6 +1350,24 @@ mod tests {
                 j.poll(now_ms);
             }
             assert_eq!(j.written, written + 1);
+            // And its marker says that the batches before it are durable.
+            let path = d.join(journal_name(j.generation()));
+            let bytes = std::fs::read(&path).unwrap();
+            let marker = &bytes[HEADER.len()..];
+            use crate::journal::record::{decode_item, Item, Order};
+            let (item, used) = decode_item(marker).unwrap().unwrap();
+            assert!(matches!(item, Item::Record(Record::Flush)), "{item:?}");
+            let commit = decode_item(&marker[used..]).unwrap().unwrap().0;
+            assert!(
+                matches!(
+                    commit,
+                    Item::Commit {
+                        order: Order::AfterDurable,
+                        ..
+                    }
+                ),
+                "{policy:?}: {commit:?}"
+            );
             drop(j);
             std::fs::remove_dir_all(d).unwrap();
         }
@@ -1488,26 +1515,31 @@ mod tests {
     /// the batches before it are durable; when that sync fails, werk does not start.
     #[test]
     fn a_start_syncs_the_journal_it_appends_to() {
-        let d = dir("open-sync");
-        let (j, _) =
-            Journal::open(&d, Options::default(), Arc::new(|| {}), &mut |_| Ok(())).unwrap();
-        drop(j);
-        let failing = Options {
-            faults: Faults::parse("sync-fail-after=0").unwrap(),
-            ..Options::default()
-        };
-        match Journal::open(&d, failing, Arc::new(|| {}), &mut |_| Ok(())) {
-            Err(OpenError::Io(path, e)) => {
-                assert_eq!(path, d.join(journal_name(1)));
-                assert!(e.to_string().contains("injected fsync failure"), "{e}");
+        for policy in [SyncPolicy::Always, SyncPolicy::EverySec, SyncPolicy::None] {
+            let d = dir(&format!("open-sync-{}", policy.as_str()));
+            let fresh = dir(&format!("open-sync-fresh-{}", policy.as_str()));
+            let options = Options {
+                sync: policy,
+                ..Options::default()
+            };
+            let (j, _) = Journal::open(&d, options, Arc::new(|| {}), &mut |_| Ok(())).unwrap();
+            drop(j);
+            let failing = Options {
+                faults: Faults::parse("sync-fail-after=0").unwrap(),
+                ..options
+            };
+            match Journal::open(&d, failing, Arc::new(|| {}), &mut |_| Ok(())) {
+                Err(OpenError::Io(path, e)) => {
+                    assert_eq!(path, d.join(journal_name(1)));
+                    assert!(e.to_string().contains("injected fsync failure"), "{e}");
+                }
+                other => panic!("{policy:?}: started: {:?}", other.map(|_| ())),
             }
-            other => panic!("started: {:?}", other.map(|_| ())),
+            // Nothing to append to: nothing to sync.
+            assert!(Journal::open(&fresh, failing, Arc::new(|| {}), &mut |_| Ok(())).is_ok());
+            std::fs::remove_dir_all(d).unwrap();
+            std::fs::remove_dir_all(fresh).unwrap();
         }
-        // Nothing to append to: nothing to sync.
-        let fresh = dir("open-sync-fresh");
-        assert!(Journal::open(&fresh, failing, Arc::new(|| {}), &mut |_| Ok(())).is_ok());
-        std::fs::remove_dir_all(d).unwrap();
-        std::fs::remove_dir_all(fresh).unwrap();
     }
 
     #[test]
