@@ -29,7 +29,7 @@
 
 mod harness;
 
-use harness::{bulk, ok, temp_dir, Raw, Werk};
+use harness::{bulk, ok, queued, temp_dir, Raw, Werk};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -149,13 +149,6 @@ fn excerpt(bytes: &[u8]) -> String {
 
 fn info(raw: &mut Raw) -> Value {
     harness::info(raw)
-}
-
-/// Jobs waiting in all queues, from INFO.
-fn queued(info: &Value) -> u64 {
-    info["faktory"]["queues"]
-        .as_object()
-        .map_or(0, |q| q.values().filter_map(Value::as_u64).sum())
 }
 
 /// The journal files of a data directory, oldest first.

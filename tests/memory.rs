@@ -6,7 +6,9 @@
 
 mod harness;
 
-use harness::{bulk, info, job, ok, raise_own_nofile, rss_kib, temp_dir, Raw, Werk};
+use harness::{
+    bulk, info, job, ok, pushb_load_jobs, queued, raise_own_nofile, rss_kib, temp_dir, Raw, Werk,
+};
 use std::time::Duration;
 
 /// Jobs pushed: enough that the fixed part of the RSS (binary, buffers, tables) does not hide a
@@ -14,12 +16,6 @@ use std::time::Duration;
 const JOBS: usize = 250_000;
 /// Issue 4: 1,000,000 queued jobs in ≤ 100 MB.
 const BYTES_PER_JOB_MAX: u64 = 100;
-
-fn queued(raw: &mut Raw) -> u64 {
-    info(raw)["faktory"]["queues"]["bench"]
-        .as_u64()
-        .unwrap_or(0)
-}
 
 /// Server RSS growth per queued job, in bytes.
 fn per_job(rss_kib: u64, empty_kib: u64) -> u64 {
@@ -34,27 +30,20 @@ fn a_queued_job_costs_at_most_100_bytes() {
     let args = ["--sync", "none", "--compact-bytes-min", "10000000000"];
     let w = Werk::start_in(&dir, &args, &[]);
     let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
-    assert_eq!(queued(&mut raw), 0);
+    assert_eq!(queued(&info(&mut raw)), 0);
     let empty = rss_kib(w.pid());
     for b in 0..JOBS / 1000 {
-        let jobs: Vec<String> = (0..1000)
-            .map(|i| {
-                format!(
-                    r#"{{"jid":"bench{:012}","jobtype":"Load","args":[1,"string",3],"queue":"bench"}}"#,
-                    b * 1000 + i
-                )
-            })
-            .collect();
-        assert_eq!(bulk(raw.cmd(&format!("PUSHB [{}]", jobs.join(",")))), "{}");
+        let jids = (0..1000).map(|i| format!("bench{:012}", b * 1000 + i));
+        assert_eq!(bulk(raw.cmd(&pushb_load_jobs(jids, "bench"))), "{}");
     }
-    assert_eq!(queued(&mut raw), JOBS as u64);
+    assert_eq!(queued(&info(&mut raw)), JOBS as u64);
     let pushed = rss_kib(w.pid());
     drop(raw);
     drop(w);
 
     let w = Werk::start_in(&dir, &args, &[]);
     let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
-    assert_eq!(queued(&mut raw), JOBS as u64);
+    assert_eq!(queued(&info(&mut raw)), JOBS as u64);
     let recovered = rss_kib(w.pid());
     println!(
         "memory: empty {empty} KiB; {JOBS} jobs pushed {pushed} KiB ({} bytes each), recovered \

@@ -5,7 +5,10 @@
 
 mod harness;
 
-use harness::{bulk, holds_for, info, job, ok, rss_kib, temp_dir, wait_until, Raw, Werk};
+use harness::{
+    bulk, holds_for, info, job, ok, pushb_load_jobs, queued, rss_kib, temp_dir, wait_until, Raw,
+    Werk,
+};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -145,16 +148,6 @@ fn steady_load_keeps_the_directory_proportional_to_the_live_state() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Jobs queued, over all queues.
-fn queued(raw: &mut Raw) -> u64 {
-    let i = info(raw);
-    let queues = i["faktory"]["queues"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    queues.values().filter_map(|v| v.as_u64()).sum()
-}
-
 /// A compaction rebuilds the state in a second copy on its own thread. Once it is done, werk
 /// must hold about what a fresh start on the same directory holds: the copy's memory goes back
 /// to the system. (A change in how recovery allocates once left the copy's pages with the
@@ -170,14 +163,11 @@ fn compactions_give_their_memory_back() {
     let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
     let batches = 300;
     for b in 0..batches {
-        let jobs: Vec<String> = (0..1000)
-            .map(|i| {
-                format!(
-                    r#"{{"jid":"mem{b:04}{i:04}","jobtype":"Load","args":[1,"string",3],"queue":"q{b:03}"}}"#
-                )
-            })
-            .collect();
-        assert_eq!(bulk(raw.cmd(&format!("PUSHB [{}]", jobs.join(",")))), "{}");
+        let jids = (0..1000).map(|i| format!("mem{b:04}{i:04}"));
+        assert_eq!(
+            bulk(raw.cmd(&pushb_load_jobs(jids, &format!("q{b:03}")))),
+            "{}"
+        );
     }
     // Every compaction has finished: while one runs there are two journal files (it removes
     // the old one last, after giving its memory back). One still running when the push ends
@@ -196,14 +186,14 @@ fn compactions_give_their_memory_back() {
     });
     assert!(settled, "compactions did not settle:\n{}", w.log_text());
     let after_push = rss_kib(w.pid());
-    assert_eq!(queued(&mut raw), batches * 1000);
+    assert_eq!(queued(&info(&mut raw)), batches * 1000);
     drop(raw);
     let stopped = w.terminate(Duration::from_secs(20));
     assert!(stopped.is_some_and(|s| s.success()), "{}", w.log_text());
     let w = Werk::start_in(&dir, &args, &[]);
     assert!(w.logged("recovered a snapshot of"));
     let mut raw = Raw::ready(w.addr, r#"{"v":2}"#);
-    assert_eq!(queued(&mut raw), batches * 1000);
+    assert_eq!(queued(&info(&mut raw)), batches * 1000);
     let recovered = rss_kib(w.pid());
     println!(
         "compaction memory: {after_push} KiB after {} jobs and their compactions, {recovered} KiB \

@@ -1,25 +1,24 @@
 //! Recovery from a data directory of arbitrary bytes (journal::files, journal::read).
 //!
-//! The input becomes either a journal file or a snapshot plus a journal (split at a fuzzer
-//! chosen point), written to a fresh directory. The journal gets the version 2 header (batches
-//! closed by commit markers) or the version 1 header (record by record); with version 2 the
-//! harness may insert a valid marker after every k-th whole record, since the fuzzer cannot
-//! forge their checksums, so that the batch rules (whole batches only, an unfinished last
-//! batch cut whole, a marker naming the wrong start refused) are reached. With the hole bit, a
-//! journal of two or more whole batches also gets one sector zeroed (the fuzzer picks which), as
-//! a power cut leaves it: in the last batch, recovery must cut exactly that batch and keep the
-//! records of the others; in an earlier batch (another batch follows it), it must refuse and
-//! change nothing when the markers say each batch was written after the one before it was
-//! durable (`--sync always`), and cut that batch and every later one when they say it was not
-//! (`everysec`, `none`; another framing bit picks which), there for any sector after the
-//! header's, across batch boundaries or not: cut where the batch holding the first byte the hole
-//! changed began. Version 2 and 3 headers frame the same batches. Recovery must never panic; in read-only mode it
-//! must change nothing; every record it hands over must be one that the in-memory decoder finds
-//! in the same bytes (the streaming reader and `decode_all` agree on the journal's records up to
-//! where either stops); and a repair followed by a second recovery must succeed cleanly with
-//! the same records and no further cut. Zeros after the data are free space (the writer
-//! preallocates them): a journal that recovered with nothing cut recovers the same records,
-//! with nothing cut, when zeros follow it.
+//! The input becomes either a journal file or a snapshot plus a journal (split at a fuzzer chosen
+//! point), written to a fresh directory. The journal gets the version 3 or 2 header (batches closed
+//! by commit markers) or the version 1 header (record by record); with batches the harness may
+//! insert a valid marker after every k-th whole record, since the fuzzer cannot forge their
+//! checksums, so that the batch rules (whole batches only, an unfinished last batch cut whole, a
+//! marker naming the wrong start refused) are reached. With the hole bit, a journal of two or more
+//! whole batches also gets one sector zeroed (the fuzzer picks which), as a power cut leaves it: in
+//! the last batch, recovery must cut exactly that batch and keep the records of the others; in an
+//! earlier batch (another batch follows it), it must refuse and change nothing when the markers say
+//! each batch was written after the one before it was durable (`--sync always`), and cut that batch
+//! and every later one when they say it was not (`everysec`, `none`; another framing bit picks
+//! which), there for any sector after the header's, across batch boundaries or not: cut where the
+//! batch holding the first byte the hole changed began. Version 2 and 3 headers frame the same
+//! batches. Recovery must never panic; in read-only mode it must change nothing; every record it
+//! hands over must be one that the in-memory decoder finds in the same bytes (the streaming reader
+//! and `decode_all` agree on the journal's records up to where either stops); and a repair followed
+//! by a second recovery must succeed cleanly with the same records and no further cut. Zeros after
+//! the data are free space (the writer preallocates them): a journal that recovered with nothing
+//! cut recovers the same records, with nothing cut, when zeros follow it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -63,7 +62,7 @@ fn with_markers(header_len: usize, bytes: &[u8], every: usize, order: Order) -> 
     out
 }
 
-/// Where each whole batch of a clean version 2 image ends.
+/// Where each whole batch of a clean image made of batches ends.
 fn batch_ends(image: &[u8]) -> Vec<usize> {
     let mut ends = Vec::new();
     let mut pos = HEADER.len();
@@ -100,20 +99,25 @@ fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8, order: Order) {
         // Zeros in a record already (a queue name of NULs): no hole to make.
         return;
     }
+    // Recovery of the damaged image must keep exactly the batches before `at`, and leave a
+    // journal that a second start reads whole.
+    let cut_at = |damaged: &[u8], at: usize, what: &str| {
+        write(damaged);
+        let (found, seen) = recovered(dir, Mode::Repair);
+        let found = found.unwrap_or_else(|e| panic!("{what} refused: {e}"));
+        assert_eq!(
+            seen,
+            decode_all(&image[..at]).0,
+            "{what}: not cut at byte {at}"
+        );
+        assert_eq!(found.journal_bytes, at as u64);
+        let (again, same) = recovered(dir, Mode::Repair);
+        assert!(again.expect("a repaired journal recovers").notes.is_empty());
+        assert_eq!(same, seen);
+    };
     let mut torn = image.to_vec();
     torn[hole].fill(0);
-    write(&torn);
-    let (found, seen) = recovered(dir, Mode::Repair);
-    let found = found.unwrap_or_else(|e| panic!("a hole in the last batch refused: {e}"));
-    assert_eq!(
-        seen,
-        decode_all(&image[..start]).0,
-        "not cut to the last batch"
-    );
-    assert_eq!(found.journal_bytes, start as u64);
-    let (again, same) = recovered(dir, Mode::Repair);
-    assert!(again.expect("a repaired journal recovers").notes.is_empty());
-    assert_eq!(same, seen);
+    cut_at(&torn, start, "a hole in the last batch");
     match order {
         // In an earlier batch, a sector wholly inside it (when it has one): refused.
         Order::AfterDurable => {
@@ -151,16 +155,11 @@ fn check_holes(dir: &std::path::Path, image: &[u8], pick: u8, order: Order) {
             let from = if k == 0 { HEADER.len() } else { ends[k - 1] };
             let mut damaged = image.to_vec();
             damaged[hole].fill(0);
-            write(&damaged);
-            let (found, seen) = recovered(dir, Mode::Repair);
-            let found = found.unwrap_or_else(|e| {
-                panic!("a hole at {s} before unsynced batches was refused: {e}")
-            });
-            assert_eq!(seen, decode_all(&image[..from]).0, "not cut at the hole");
-            assert_eq!(found.journal_bytes, from as u64);
-            let (again, same) = recovered(dir, Mode::Repair);
-            assert!(again.expect("a repaired journal recovers").notes.is_empty());
-            assert_eq!(same, seen);
+            cut_at(
+                &damaged,
+                from,
+                &format!("a hole at {s} before unsynced batches"),
+            );
         }
     }
     let _ = std::fs::remove_dir_all(dir);

@@ -1,12 +1,12 @@
 //! The journal's record format (journal::record): decoding untrusted file bytes.
 //!
-//! Images are built from the input under both headers: the raw bytes after the header (most die
-//! at the checksum), and the same bytes cut into frames whose length and CRC-32 are made right,
-//! so the fuzzer reaches the body decoder; under the version 2 header, with a commit marker after
-//! every k-th frame (k from the input), since the fuzzer cannot forge a marker's checksum. For
-//! each image: decode_all never panics and never reads past the image; the items of the valid
-//! prefix re-encode to exactly its bytes, and the records it returns are the records among them
-//! (with version 2: of whole batches only); and cutting the valid prefix anywhere (a torn write)
+//! Images are built from the input under each header: the raw bytes after the header (most die at
+//! the checksum), and the same bytes cut into frames whose length and CRC-32 are made right, so the
+//! fuzzer reaches the body decoder; under the version 3 and 2 headers, with a commit marker after
+//! every k-th frame (k from the input), since the fuzzer cannot forge a marker's checksum. For each
+//! image: decode_all never panics and never reads past the image; the items of the valid prefix
+//! re-encode to exactly its bytes, and the records it returns are the records among them (with
+//! versions 2 and 3: of whole batches only); and cutting the valid prefix anywhere (a torn write)
 //! keeps exactly the records of whole batches (version 1: whole records) before the cut, and is
 //! reported as torn or unfinished, never as corrupt.
 #![no_main]
@@ -48,7 +48,7 @@ fn framed(header: &[u8; 8], data: &[u8], every: Option<usize>) -> Vec<u8> {
 }
 
 /// Where each batch of `image[8..valid]` ends (version 1: each item), and the records that
-/// count: for version 2 those a marker closed, for version 1 all. Asserts that the items
+/// count: for versions 2 and 3 those a marker closed, for version 1 all. Asserts that the items
 /// re-encode to exactly those bytes.
 fn items(image: &[u8], valid: usize) -> (Vec<usize>, Vec<werk::core::record::Record>) {
     let batches = image.starts_with(HEADER) || image.starts_with(HEADER_V2);

@@ -776,12 +776,12 @@ mod tests {
         journal_of(dir, g, &batches)
     }
 
-    /// A version 2 journal of these batches, as `--sync always` writes them.
+    /// A journal of these batches, as `--sync always` writes them.
     fn image(batches: &[&[Record]]) -> Vec<u8> {
         image_in(batches, &vec![Order::AfterDurable; batches.len()])
     }
 
-    /// A version 2 journal of these batches, each closed by a marker of its order.
+    /// A journal of these batches, each closed by a marker of its order.
     fn image_in(batches: &[&[Record]], orders: &[Order]) -> Vec<u8> {
         let mut img = HEADER.to_vec();
         for (batch, &order) in batches.iter().zip(orders) {
@@ -830,6 +830,15 @@ mod tests {
         }
         encode_snapshot_end(g, trailer_count, &mut img);
         std::fs::write(dir.join(SNAPSHOT_FILE), img).unwrap();
+    }
+
+    /// Asserts that recovery's first note says `text`.
+    fn noted(found: &Recovered, text: &str) {
+        assert!(
+            found.notes.first().is_some_and(|n| n.contains(text)),
+            "{text:?} not in {:?}",
+            found.notes
+        );
     }
 
     fn run(dir: &Path, mode: Mode) -> Result<(Recovered, Vec<Record>), String> {
@@ -949,12 +958,11 @@ mod tests {
                 _ => {
                     let (found, seen) = run(&d, Mode::Repair).unwrap();
                     assert_eq!(seen.len(), 2);
-                    assert!(
-                        found.notes[0].contains(&format!(
+                    noted(
+                        &found,
+                        &format!(
                             "cut a torn tail at byte {good} (9 bytes dropped): the last batch"
-                        )),
-                        "{:?}",
-                        found.notes
+                        ),
                     );
                 }
             }
@@ -966,7 +974,7 @@ mod tests {
     /// endian: `seq` 1 is `01` and seven zeros). When its last non-zero byte is the last byte of
     /// a sector, the data end (rounded up to that sector) falls inside the record: the record
     /// must still be read whole, not cut as a torn tail, wherever it sits in the file. (A
-    /// version 1 journal: in version 2 every batch ends with its marker's non-zero last byte.)
+    /// version 1 journal: in later versions every batch ends with its marker's non-zero last byte.)
     #[test]
     fn a_last_record_ending_in_zeros_across_a_sector_boundary_is_kept() {
         use crate::core::sorted::{SetKey, SetName};
@@ -1033,20 +1041,12 @@ mod tests {
             let (found, seen) = run(&d, Mode::ReadOnly).unwrap();
             assert_eq!(seen, vec![rec("a"), rec("b")]);
             assert_eq!(std::fs::read(&p).unwrap(), torn, "read-only cuts nothing");
-            assert!(
-                found.notes[0].contains("cut a torn tail"),
-                "{:?}",
-                found.notes
-            );
+            noted(&found, "cut a torn tail");
             let (found, seen) = run(&d, Mode::Repair).unwrap();
             assert_eq!(seen, vec![rec("a"), rec("b")]);
             assert_eq!(found.journal_bytes, start as u64);
             assert_eq!(std::fs::metadata(&p).unwrap().len(), start as u64, "cut");
-            assert!(
-                found.notes[0].contains(&format!("cut a torn tail at byte {start}")),
-                "{:?}",
-                found.notes
-            );
+            noted(&found, &format!("cut a torn tail at byte {start}"));
         }
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -1083,7 +1083,7 @@ mod tests {
         std::fs::write(&p, &bytes).unwrap();
         let (found, seen) = run(&d, Mode::Repair).unwrap();
         assert_eq!(seen, vec![rec("a"), rec("b")]);
-        assert!(found.notes[0].contains(&format!("cut a torn tail at byte {last}")));
+        noted(&found, &format!("cut a torn tail at byte {last}"));
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -1133,11 +1133,7 @@ mod tests {
         let (found, seen) = run(&d, Mode::Repair).unwrap();
         assert!(seen.is_empty());
         assert_eq!(found.generation, 2);
-        assert!(
-            found.notes[0].contains("cut a torn tail"),
-            "{:?}",
-            found.notes
-        );
+        noted(&found, "cut a torn tail");
         assert!(newer.exists());
         std::fs::remove_dir_all(d).unwrap();
     }
@@ -1265,14 +1261,13 @@ mod tests {
         let (found, seen) = got.unwrap();
         assert_eq!(seen, vec![rec("a")]);
         assert_eq!(found.notes.len(), 1);
-        assert!(
-            found.notes[0].contains(&format!(
+        noted(
+            &found,
+            &format!(
                 "cut a torn tail at byte {second} ({} bytes dropped): batches written with \
                  --sync everysec or none whose sync never finished",
                 bytes.len() - second
-            )),
-            "{:?}",
-            found.notes
+            ),
         );
         assert_eq!(std::fs::metadata(&p).unwrap().len(), second as u64);
         // The damaged batch's own order does not matter (an `always` run killed before its
@@ -1545,11 +1540,7 @@ mod tests {
         std::fs::write(&p, &torn).unwrap();
         let (found, seen) = run(&d, Mode::Repair).unwrap();
         assert_eq!(seen, first);
-        assert!(
-            found.notes[0].contains("never acknowledged"),
-            "{:?}",
-            found.notes
-        );
+        noted(&found, "never acknowledged");
         std::fs::remove_dir_all(d).unwrap();
     }
 

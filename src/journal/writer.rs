@@ -888,12 +888,13 @@ impl Journal {
             match done {
                 Done::Prepared(g, Ok(file)) if self.failed.is_none() => {
                     // Between batches: everything written so far is in the old file, and an
-                    // in-flight sync holds its own handle to it. `everysec` and `none` writes
-                    // not yet synced are in the old file: sync it now, and the new one takes
-                    // its first batch once that sync answered (one sync in flight), so that a
-                    // power cut can tear only the newest journal, where recovery may cut.
-                    let unsynced = self.unsynced_since_ms.take().is_some();
-                    if unsynced || (self.options.sync == SyncPolicy::None && !self.in_flight) {
+                    // in-flight sync holds its own handle to it (and covers every batch: none
+                    // is written while it runs). `everysec` and `none` batches no sync covered
+                    // are in the old file: sync it now, and the new one takes its first batch
+                    // once that sync answered (one sync in flight), so that a power cut can tear
+                    // only the newest journal, where recovery may cut.
+                    self.unsynced_since_ms = None;
+                    if self.synced < self.written && !self.in_flight {
                         self.request_sync(None);
                     }
                     self.allocated = file.metadata().map_or(HEADER.len() as u64, |m| m.len());
@@ -1112,8 +1113,9 @@ mod tests {
         std::fs::remove_dir_all(d).unwrap();
     }
 
-    /// A version 1 journal (before commit markers) is never appended to: the first start of
-    /// this werk opens the next generation, in version 2, and a restart reads both.
+    /// A journal of an older version (1, before commit markers; 2, before their order) is never
+    /// appended to: the first start of this werk opens the next generation, in version 3, and a
+    /// restart reads both.
     #[test]
     fn journals_of_older_versions_are_continued_in_a_new_generation() {
         use crate::journal::record::{decode_all, encode_commit, HEADER_V1, HEADER_V2};
@@ -1344,29 +1346,17 @@ mod tests {
                 j.written, written,
                 "{policy:?}: written before the sync answered"
             );
-            while j.in_flight {
-                assert!(Instant::now() < deadline, "sync never finished");
-                std::thread::sleep(Duration::from_millis(1));
-                j.poll(now_ms);
-            }
+            settle(&mut j, now_ms);
             assert_eq!(j.written, written + 1);
             // And its marker says that the batches before it are durable.
             let path = d.join(journal_name(j.generation()));
-            let bytes = std::fs::read(&path).unwrap();
-            let marker = &bytes[HEADER.len()..];
-            use crate::journal::record::{decode_item, Item, Order};
-            let (item, used) = decode_item(marker).unwrap().unwrap();
-            assert!(matches!(item, Item::Record(Record::Flush)), "{item:?}");
-            let commit = decode_item(&marker[used..]).unwrap().unwrap().0;
-            assert!(
-                matches!(
-                    commit,
-                    Item::Commit {
-                        order: Order::AfterDurable,
-                        ..
-                    }
-                ),
-                "{policy:?}: {commit:?}"
+            let records = crate::journal::record::decode_all(&std::fs::read(&path).unwrap()).0;
+            assert_eq!(records, [Record::Flush]);
+            let orders = marker_orders(&path);
+            assert_eq!(
+                orders,
+                [crate::journal::record::Order::AfterDurable],
+                "{policy:?}"
             );
             drop(j);
             std::fs::remove_dir_all(d).unwrap();
@@ -1380,13 +1370,35 @@ mod tests {
         j.kick();
         let inline = j.durable() == j.needed();
         assert_eq!(inline, !j.in_flight);
+        settle(j, 0);
+        inline
+    }
+
+    /// Polls (at `now_ms`) until the sync thread has answered the sync in flight, if any.
+    fn settle(j: &mut Journal, now_ms: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while j.in_flight {
             assert!(Instant::now() < deadline, "sync never finished");
             std::thread::sleep(Duration::from_millis(1));
-            j.poll(0);
+            j.poll(now_ms);
         }
-        inline
+    }
+
+    /// The order of each commit marker of the journal at `path`, up to its data end.
+    fn marker_orders(path: &Path) -> Vec<crate::journal::record::Order> {
+        use crate::journal::record::{decode_item, Item};
+        let end = files::data_end(path).unwrap() as usize;
+        let bytes = std::fs::read(path).unwrap();
+        let (mut at, mut orders) = (HEADER.len(), Vec::new());
+        // Up to the zeros after the data (rounded to a sector by data_end).
+        while at < end && bytes[at..at + 4] != [0; 4] {
+            let (item, used) = decode_item(&bytes[at..end]).unwrap().unwrap();
+            if let Item::Commit { order, .. } = item {
+                orders.push(order);
+            }
+            at += used;
+        }
+        orders
     }
 
     #[test]
@@ -1453,9 +1465,7 @@ mod tests {
     /// hole with the batches after it).
     #[test]
     fn markers_say_whether_the_batches_before_were_durable() {
-        use crate::journal::record::{
-            decode_item, Item, Order::AfterDurable as A, Order::Unsynced as U,
-        };
+        use crate::journal::record::Order::{AfterDurable as A, Unsynced as U};
         for (policy, orders) in [
             (SyncPolicy::Always, [A, A, A, A, A]),
             (SyncPolicy::EverySec, [A, U, U, A, U]),
@@ -1477,12 +1487,7 @@ mod tests {
                 now_ms += EVERYSEC_MS;
                 j.poll(now_ms);
                 assert!(j.in_flight);
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while j.in_flight {
-                    assert!(Instant::now() < deadline, "sync never finished");
-                    std::thread::sleep(Duration::from_millis(1));
-                    j.poll(now_ms);
-                }
+                settle(&mut j, now_ms);
                 turn(&mut core, &mut j, &pushes(&mut n, 2), &mut now_ms);
             } else {
                 // A restart syncs what it appends to.
@@ -1494,18 +1499,7 @@ mod tests {
             }
             turn(&mut core, &mut j, &pushes(&mut n, 2), &mut now_ms);
             drop(j);
-            let path = d.join(journal_name(1));
-            let end = files::data_end(&path).unwrap() as usize;
-            let bytes = std::fs::read(&path).unwrap();
-            let (mut at, mut found) = (HEADER.len(), Vec::new());
-            // Up to the zeros after the data (rounded to a sector by data_end).
-            while at < end && bytes[at..at + 4] != [0; 4] {
-                let (item, used) = decode_item(&bytes[at..end]).unwrap().unwrap();
-                if let Item::Commit { order, .. } = item {
-                    found.push(order);
-                }
-                at += used;
-            }
+            let found = marker_orders(&d.join(journal_name(1)));
             assert_eq!(found, orders, "{policy:?}");
             std::fs::remove_dir_all(d).unwrap();
         }

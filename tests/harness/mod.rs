@@ -429,6 +429,25 @@ pub fn info(raw: &mut Raw) -> serde_json::Value {
     serde_json::from_str(&bulk(raw.cmd("INFO"))).expect("INFO JSON")
 }
 
+/// Jobs waiting in all queues, from an INFO document.
+pub fn queued(info: &serde_json::Value) -> u64 {
+    info["faktory"]["queues"].as_object().map_or(0, |q| {
+        q.values().filter_map(serde_json::Value::as_u64).sum()
+    })
+}
+
+/// A PUSHB of jobs shaped as issue 4's memory target has them
+/// (`{"jid":…,"jobtype":"Load","args":[1,"string",3],"queue":…}`), one per jid.
+pub fn pushb_load_jobs(jids: impl IntoIterator<Item = String>, queue: &str) -> String {
+    let jobs: Vec<String> = jids
+        .into_iter()
+        .map(|jid| {
+            format!(r#"{{"jid":"{jid}","jobtype":"Load","args":[1,"string",3],"queue":"{queue}"}}"#)
+        })
+        .collect();
+    format!("PUSHB [{}]", jobs.join(","))
+}
+
 /// A minimal valid job.
 pub fn job(jid: &str, queue: &str) -> String {
     format!(r#"{{"jid":"{jid}","jobtype":"T","args":[1],"queue":"{queue}"}}"#)
